@@ -1,0 +1,96 @@
+// The op table: every device kernel is declared once here, by one line of RG_KERNEL_TABLE, and
+// implemented twice, as <name>_cpu in core/cpu/ and <name>_cuda in cuda_kernels/. rg::kernels::<name>
+// picks one by the device of its first tensor argument. See Note [Kernel contract].
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/cuda_api.h"
+#include "core/tensor.h"
+
+namespace rg {
+
+// Elementwise unary ops; alpha/beta are the op's scalar parameters where it has them.
+enum class UnaryOp : uint8_t {
+  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Sigmoid, Tanh, Relu,
+  LeakyRelu,   // alpha = negative slope
+  Silu,
+  Pow,         // x ^ alpha
+  Clamp,       // min(max(x, alpha), beta); +-inf disables a side
+  Affine,      // alpha * x + beta  (scalar add, scalar mul, rsub)
+  Reciprocal, Sign, Square, Softplus, Log1p, Expm1, Floor, Round,
+  RDiv,        // alpha / x
+  IsFinite,    // 1 where finite (float dtypes in, any out)
+  Gelu,        // tanh approximation off: 0.5 x (1 + erf(x / sqrt 2))
+  Hardswish, Mish,
+};
+const char* unary_op_name(UnaryOp op);
+
+// Binary ops on same-shaped (already broadcast) operands.
+enum class BinaryOp : uint8_t {
+  Add,       // a + alpha * b
+  Sub,       // a - alpha * b
+  Mul, Div, Maximum, Minimum,
+  Pow,       // a ^ b
+  Axpby,     // alpha * a + beta * b (the fused scale+add)
+  Eq, Ne, Lt, Le, Gt, Ge,           // output bool
+  LogicalAnd, LogicalOr,            // output bool
+  Atan2,
+};
+const char* binary_op_name(BinaryOp op);
+inline bool binary_op_is_comparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::LogicalOr; }
+
+enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Argmax, Argmin, Var, Prod, AbsMax };
+const char* reduce_op_name(ReduceOp op);
+
+enum class RandomKind : uint8_t { Uniform /* [a, b) */, Normal /* mean a, std b */, Bernoulli /* p = a */ };
+
+// Note [Kernel contract]
+// - Kernels never allocate their outputs: rg::native:: functions check arguments, allocate, broadcast
+//   (as stride-0 views) and only then call a kernel. Every tensor argument is on the same device.
+// - Elementwise kernels (copy, unary, unary_bwd, binary, where, fill) get operands of exactly the
+//   output's shape with any strides; the output may itself be a strided view (in-place ops).
+//   They take a flat, vectorised path when everything is contiguous.
+// - reduce: `out` has x's ndim with size 1 in every reduced dim (keepdim form), `dims` sorted.
+// - gemm: c (B, M, N) = alpha * a (B, M, K) @ b (B, K, N) + beta * c; a and b may be transposed
+//   views (unit stride in either of their last two dims) and may have batch stride 0.
+// - Half and bfloat16 math accumulates in float32.
+#define RG_KERNEL_TABLE(_)                                                                                  \
+  _(fill, (const Tensor& out, double value))                                                                 \
+  _(arange, (const Tensor& out, double start, double step))                                                  \
+  _(copy, (const Tensor& dst, const Tensor& src)) /* same device; casts between any dtypes */               \
+  _(unary, (const Tensor& out, const Tensor& x, UnaryOp op, double alpha, double beta))                     \
+  _(unary_bwd, (const Tensor& gx, const Tensor& gy, const Tensor& xy, UnaryOp op, double alpha, double beta)) \
+  _(binary, (const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta))  \
+  _(where, (const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b))                       \
+  _(reduce, (const Tensor& out, const Tensor& x, ReduceOp op, const Shape& dims, int64_t correction))      \
+  _(softmax, (const Tensor& out, const Tensor& x, int64_t dim, bool log))                                    \
+  _(softmax_bwd, (const Tensor& gx, const Tensor& gy, const Tensor& y, int64_t dim, bool log))              \
+  _(gemm, (const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta))                   \
+  _(cat, (const Tensor& out, const std::vector<Tensor>& xs, int64_t dim))                                   \
+  _(index_select, (const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index))                   \
+  _(index_add, (const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src))                    \
+  _(gather, (const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index))                         \
+  _(scatter_add, (const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src))                  \
+  _(random, (const Tensor& out, RandomKind kind, double a, double b, uint64_t seed, uint64_t offset))
+
+#define RG_DECLARE_KERNEL(name, params) \
+  void name##_cpu params;               \
+  void name##_cuda params;
+RG_KERNEL_TABLE(RG_DECLARE_KERNEL)
+#undef RG_DECLARE_KERNEL
+
+}  // namespace rg
+
+// Calls name##_cpu or name##_cuda by device, making a CUDA device current for the call.
+#define RG_CALL_KERNEL(name, device, ...)              \
+  do {                                                 \
+    const ::rg::Device rg_dev_ = (device);             \
+    if (rg_dev_.is_cuda()) {                           \
+      ::rg::cuda::DeviceGuard rg_guard_(rg_dev_.index); \
+      ::rg::name##_cuda(__VA_ARGS__);                  \
+    } else {                                           \
+      ::rg::name##_cpu(__VA_ARGS__);                   \
+    }                                                  \
+  } while (0)

@@ -1,0 +1,108 @@
+// rg::native: every op as a plain function on tensors, without autograd. Each one checks its
+// arguments (naming itself through an OpScope), promotes dtypes, broadcasts, allocates its output
+// and calls a kernel from the table in core/kernels.h. Autograd (autograd/ops.h) wraps these.
+#pragma once
+
+#include <vector>
+
+#include "core/kernels.h"
+#include "core/tensor.h"
+
+namespace rg {
+
+// ---- factories (public API; core/factory.cpp)
+class Generator;
+Tensor empty(const Shape& shape, TensorOptions opts = {});
+Tensor empty_strided(const Shape& shape, const Shape& strides, TensorOptions opts = {});
+Tensor zeros(const Shape& shape, TensorOptions opts = {});
+Tensor ones(const Shape& shape, TensorOptions opts = {});
+Tensor full(const Shape& shape, double value, TensorOptions opts = {});
+Tensor arange(double end, TensorOptions opts = {});
+Tensor arange(double start, double end, double step = 1.0, TensorOptions opts = {});
+Tensor scalar_tensor(double value, TensorOptions opts = {});  // 0-dim
+// Philox: a given generator state yields the same numbers on CPU and CUDA (Note [Philox streams]).
+Tensor rand(const Shape& shape, TensorOptions opts = {}, Generator* gen = nullptr);   // U[0, 1)
+Tensor randn(const Shape& shape, TensorOptions opts = {}, Generator* gen = nullptr);  // N(0, 1)
+Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opts = DType::i64,
+               Generator* gen = nullptr);
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opts = DTypeOf<T>::value);
+template <typename T>
+Tensor from_vector(const std::vector<T>& values) {
+  return from_vector<T>(values, Shape{static_cast<int64_t>(values.size())}, DTypeOf<T>::value);
+}
+Tensor empty_like(const Tensor& t, TensorOptions opts);
+Tensor empty_like(const Tensor& t);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+// Wraps memory the caller owns (no copy). The deleter, if any, runs when the last view dies.
+Tensor from_blob(void* data, const Shape& shape, TensorOptions opts, std::function<void(void*)> deleter = {});
+
+namespace native {
+
+// ---- views: share storage, never copy (core/native_view.cpp)
+Tensor as_strided(const Tensor& x, const Shape& sizes, const Shape& strides, int64_t offset);
+Tensor view(const Tensor& x, const Shape& shape);
+Tensor reshape(const Tensor& x, const Shape& shape);  // copies only when no view is possible
+Tensor flatten(const Tensor& x, int64_t start = 0, int64_t end = -1);
+Tensor squeeze(const Tensor& x, int64_t dim);
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1);
+Tensor permute(const Tensor& x, const Shape& dims);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor select(const Tensor& x, int64_t dim, int64_t index);
+Tensor expand(const Tensor& x, const Shape& shape);
+Tensor alias(const Tensor& x);  // same storage and strides, a new TensorImpl without autograd state
+// Resolves one -1 in `shape` against numel; checks the product.
+Shape infer_shape(const Shape& shape, int64_t numel, const char* op);
+
+// ---- copies and casts (core/native_copy.cpp)
+Tensor contiguous(const Tensor& x);
+Tensor clone(const Tensor& x);
+Tensor to(const Tensor& x, Device device, DType dtype, bool force_copy = false);
+void copy_(const Tensor& dst, const Tensor& src);  // broadcasts src to dst; any devices and dtypes
+void fill_(const Tensor& t, double value);
+
+// ---- elementwise (core/native_elementwise.cpp)
+Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);
+void unary_(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);  // in place
+// Gradient of a unary op from gy and the saved input (or output, see unary_bwd_uses_output).
+// Every UnaryOp except Sign, Floor, Round, IsFinite has one.
+Tensor unary_bwd(UnaryOp op, const Tensor& gy, const Tensor& xy, double alpha = 0.0, double beta = 0.0);
+// Relu, Sigmoid, Tanh, Exp, Sqrt, Rsqrt, Reciprocal, Expm1 take the output y; the others the input x.
+bool unary_bwd_uses_output(UnaryOp op);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha = 1.0, double beta = 1.0);
+void binary_(BinaryOp op, const Tensor& self, const Tensor& other, double alpha = 1.0, double beta = 1.0);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// Sums x down to `shape` over the dims broadcasting added or stretched (the gradient of expand).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- reductions (core/native_reduce.cpp). Empty dims means all dims.
+Tensor reduce(ReduceOp op, const Tensor& x, const Shape& dims, bool keepdim, int64_t correction = 1);
+Tensor sum(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor softmax(const Tensor& x, int64_t dim, bool log = false);
+Tensor softmax_bwd(const Tensor& gy, const Tensor& y, int64_t dim, bool log = false);
+
+// ---- linear algebra (core/native_linalg.cpp)
+// torch.matmul semantics: 1-D vectors promoted and squeezed, batch dims broadcast.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// c (B, M, N) = alpha * a (B, M, K) @ b (B, K, N) + beta * c, in place on a preallocated c.
+void bmm_out(const Tensor& c, const Tensor& a, const Tensor& b, double alpha = 1.0, double beta = 0.0);
+
+// ---- indexing and joining (core/native_index.cpp)
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
+std::vector<Tensor> split_with_sizes(const Tensor& x, const Shape& sizes, int64_t dim);
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index 1-D i32/i64
+void index_add_(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);  // index has x's ndim
+void scatter_add_(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+
+// ---- random (core/random.cpp)
+void random_(const Tensor& t, RandomKind kind, double a, double b, Generator* gen = nullptr);
+
+}  // namespace native
+}  // namespace rg
