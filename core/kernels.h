@@ -44,6 +44,36 @@ inline bool binary_op_is_comparison(BinaryOp op) { return op >= BinaryOp::Eq && 
 enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Argmax, Argmin, Var, Prod, AbsMax };
 const char* reduce_op_name(ReduceOp op);
 
+// Convolution and pooling geometry (NCHW). Output size per dim:
+// (in + 2 pad - dilation (k - 1) - 1) / stride + 1, rounded up instead of down for ceil_mode pools.
+struct ConvParams {
+  int64_t stride[2] = {1, 1};
+  int64_t padding[2] = {0, 0};
+  int64_t dilation[2] = {1, 1};
+  int64_t groups = 1;
+};
+struct PoolParams {
+  int64_t kernel[2] = {2, 2};
+  int64_t stride[2] = {2, 2};
+  int64_t padding[2] = {0, 0};
+  int64_t dilation[2] = {1, 1};
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+};
+
+// Optimizer hyper-parameters for one fused step over a list of tensors (PyTorch's formulas).
+struct SgdParams {
+  double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false, maximize = false;
+  bool first_step = false;  // momentum buffers are initialised to the gradient on the first step
+};
+struct AdamParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled = false;  // AdamW: decay the weights directly instead of adding to the gradient
+  bool amsgrad = false, maximize = false;
+  int64_t step = 1;  // the step number after incrementing (bias corrections use it)
+};
+
 enum class RandomKind : uint8_t { Uniform /* [a, b) */, Normal /* mean a, std b */, Bernoulli /* p = a */ };
 
 // Note [Kernel contract]
@@ -73,7 +103,40 @@ enum class RandomKind : uint8_t { Uniform /* [a, b) */, Normal /* mean a, std b 
   _(index_add, (const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src))                    \
   _(gather, (const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index))                         \
   _(scatter_add, (const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src))                  \
-  _(random, (const Tensor& out, RandomKind kind, double a, double b, uint64_t seed, uint64_t offset))
+  _(random, (const Tensor& out, RandomKind kind, double a, double b, uint64_t seed, uint64_t offset))          \
+  /* ---- nn: convolution, pooling, resampling (core/cpu/conv.cpp, pool.cpp; cuda_kernels/conv.cu, pool.cu) */ \
+  _(conv2d, (const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvParams& p))      \
+  _(conv2d_bwd_input, (const Tensor& gx, const Tensor& gy, const Tensor& w, const ConvParams& p))             \
+  _(conv2d_bwd_weight, (const Tensor& gw, const Tensor& gy, const Tensor& x, const ConvParams& p))            \
+  _(max_pool2d, (const Tensor& y, const Tensor& indices, const Tensor& x, const PoolParams& p))               \
+  _(max_pool2d_bwd, (const Tensor& gx, const Tensor& gy, const Tensor& indices, const PoolParams& p))         \
+  _(avg_pool2d, (const Tensor& y, const Tensor& x, const PoolParams& p))                                      \
+  _(avg_pool2d_bwd, (const Tensor& gx, const Tensor& gy, const PoolParams& p))                                \
+  _(adaptive_avg_pool2d, (const Tensor& y, const Tensor& x))                                                  \
+  _(adaptive_avg_pool2d_bwd, (const Tensor& gx, const Tensor& gy))                                            \
+  _(upsample_nearest2d, (const Tensor& y, const Tensor& x))                                                   \
+  _(upsample_nearest2d_bwd, (const Tensor& gx, const Tensor& gy))                                             \
+  /* ---- nn: batch norm (core/cpu/batchnorm.cpp; cuda_kernels/batchnorm.cu); per channel of x (N, C, *) */   \
+  _(batchnorm_stats, (const Tensor& mean, const Tensor& var, const Tensor& x))                                \
+  _(batchnorm_fwd, (const Tensor& y, const Tensor& x, const Tensor& mean, const Tensor& invstd,               \
+                    const Tensor& weight, const Tensor& bias))                                                 \
+  _(batchnorm_bwd_reduce, (const Tensor& sum_dy, const Tensor& sum_dy_xmu, const Tensor& gy, const Tensor& x,  \
+                           const Tensor& mean))                                                                \
+  _(batchnorm_bwd_elemt, (const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& mean,            \
+                          const Tensor& invstd, const Tensor& weight, const Tensor& mean_dy,                   \
+                          const Tensor& mean_dy_xmu))                                                          \
+  /* ---- optimizers and AMP, fused over tensor lists (core/cpu/optim.cpp; cuda_kernels/optim.cu) */          \
+  _(sgd_step, (const std::vector<Tensor>& params, const std::vector<Tensor>& grads,                           \
+               const std::vector<Tensor>& bufs, const SgdParams& p))                                           \
+  _(adam_step, (const std::vector<Tensor>& params, const std::vector<Tensor>& grads,                          \
+                const std::vector<Tensor>& exp_avg, const std::vector<Tensor>& exp_avg_sq,                     \
+                const std::vector<Tensor>& max_exp_avg_sq, const AdamParams& p))                               \
+  _(amp_unscale, (const std::vector<Tensor>& grads, const Tensor& found_inf, const Tensor& inv_scale))        \
+  _(amp_update_scale, (const Tensor& scale, const Tensor& growth_tracker, const Tensor& found_inf,            \
+                       double growth, double backoff, int64_t interval))                                       \
+  _(multi_sum_squares, (const Tensor& out, const std::vector<Tensor>& xs))                                    \
+  _(multi_scale, (const std::vector<Tensor>& xs, const Tensor& scale))                                        \
+  _(multi_axpby, (const std::vector<Tensor>& ys, const std::vector<Tensor>& xs, double a, double b))
 
 #define RG_DECLARE_KERNEL(name, params) \
   void name##_cpu params;               \

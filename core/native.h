@@ -104,5 +104,44 @@ void scatter_add_(const Tensor& out, int64_t dim, const Tensor& index, const Ten
 // ---- random (core/random.cpp)
 void random_(const Tensor& t, RandomKind kind, double a, double b, Generator* gen = nullptr);
 
+// ---- neural-network ops (core/native_conv.cpp: conv, pooling, upsampling)
+// x (N, Cin, H, W), w (Cout, Cin/groups, kh, kw), bias (Cout) or undefined -> (N, Cout, Ho, Wo)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvParams& p);
+Tensor conv2d_bwd_input(const Tensor& gy, const Tensor& w, const Shape& x_shape, const ConvParams& p);
+Tensor conv2d_bwd_weight(const Tensor& gy, const Tensor& x, const Shape& w_shape, const ConvParams& p);
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const PoolParams& p);  // values, int64 flat h*W+w indices
+Tensor max_pool2d_bwd(const Tensor& gy, const Tensor& indices, const Shape& x_shape, const PoolParams& p);
+Tensor avg_pool2d(const Tensor& x, const PoolParams& p);
+Tensor avg_pool2d_bwd(const Tensor& gy, const Shape& x_shape, const PoolParams& p);
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor adaptive_avg_pool2d_bwd(const Tensor& gy, const Shape& x_shape);
+Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor upsample_nearest2d_bwd(const Tensor& gy, const Shape& x_shape);
+
+// ---- batch norm pieces (core/native_norm.cpp); x (N, C, *), statistics (C) in f32 for
+// f16/bf16/f32 inputs and f64 for f64 inputs.
+std::pair<Tensor, Tensor> batchnorm_stats(const Tensor& x);  // mean, biased var
+Tensor batchnorm_fwd(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                     const Tensor& bias);
+std::pair<Tensor, Tensor> batchnorm_bwd_reduce(const Tensor& gy, const Tensor& x, const Tensor& mean);  // sum dy, sum dy (x - mean)
+// gx = weight * invstd * (dy - mean_dy - (x - mean) * invstd^2 * mean_dy_xmu)
+Tensor batchnorm_bwd_elemt(const Tensor& gy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                           const Tensor& weight, const Tensor& mean_dy, const Tensor& mean_dy_xmu);
+
+// ---- fused multi-tensor updates (core/native_optim.cpp). All tensors of a list share a device.
+void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& bufs,
+               const SgdParams& p);
+void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                const std::vector<Tensor>& exp_avg, const std::vector<Tensor>& exp_avg_sq,
+                const std::vector<Tensor>& max_exp_avg_sq, const AdamParams& p);
+// grads *= inv_scale; found_inf (1, f32) is set to 1 if any grad has an inf or nan.
+void amp_unscale_(const std::vector<Tensor>& grads, const Tensor& found_inf, const Tensor& inv_scale);
+// PyTorch's _amp_update_scale_: back off on found_inf, grow after `interval` clean steps.
+void amp_update_scale_(const Tensor& scale, const Tensor& growth_tracker, const Tensor& found_inf, double growth,
+                       double backoff, int64_t interval);
+Tensor multi_sum_squares(const std::vector<Tensor>& xs);  // (len) f32: sum of squares of each tensor
+void multi_scale_(const std::vector<Tensor>& xs, const Tensor& scale);  // xs *= scale (a 1-element device tensor)
+void multi_axpby_(const std::vector<Tensor>& ys, const std::vector<Tensor>& xs, double a, double b);  // ys = a ys + b xs
+
 }  // namespace native
 }  // namespace rg

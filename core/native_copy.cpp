@@ -45,6 +45,9 @@ void copy_(const Tensor& dst, const Tensor& src) {
   OpScope scope("copy_", {&dst, &src});
   RG_CHECK(dst.defined() && src.defined(), "copy_ between undefined tensors");
   if (dst.numel() == 0) return;
+  RG_CHECK(src.sizes() == dst.sizes() || broadcast_shapes(dst.sizes(), src.sizes(), "copy_") == dst.sizes(),
+           "copy_: source of shape ", shape_str(src.sizes()), " cannot be broadcast to the destination's shape ",
+           shape_str(dst.sizes()));
   const Tensor s = src.sizes() == dst.sizes() ? src : expand(src, dst.sizes());
   if (dst.device() == s.device()) {
     if (!(dst.data_ptr() == s.data_ptr() && dst.strides() == s.strides() && dst.dtype() == s.dtype())) {

@@ -90,7 +90,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha, doubl
   RG_CHECK(a.defined() && b.defined(), "undefined input");
   const Device dev = common_device(a, b);
   DType t = result_type(a, b);
-  if ((op == BinaryOp::Div || op == BinaryOp::Pow || op == BinaryOp::Atan2) && !is_floating(t)) t = DType::f32;
+  if ((op == BinaryOp::Div || op == BinaryOp::Atan2) && !is_floating(t)) t = DType::f32;  // int ** int stays int
   const Shape shape = broadcast_shapes(a.sizes(), b.sizes(), binary_op_name(op));
   const Tensor ae = expand(prepare(a, dev, t), shape);
   const Tensor be = expand(prepare(b, dev, t), shape);

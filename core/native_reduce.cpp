@@ -32,7 +32,9 @@ Tensor reduce(ReduceOp op, const Tensor& x, const Shape& dims_in, bool keepdim, 
     return keepdim ? reshape(r, Shape(static_cast<size_t>(x.dim()), 1)) : r;
   }
   RG_CHECK(!arg || dims_in.size() <= 1, reduce_op_name(op), " takes a single dim, got ", shape_str(dims_in));
-  const Shape dims = normalize_dims(dims_in, x.dim(), reduce_op_name(op));
+  // A 0-dim tensor reduces over its single element whatever dim (0 or -1) was named.
+  const Shape dims = x.dim() == 0 ? (normalize_dims(dims_in, 0, reduce_op_name(op)), Shape{})
+                                  : normalize_dims(dims_in, x.dim(), reduce_op_name(op));
 
   DType out_t = x.dtype();
   if (arg) {

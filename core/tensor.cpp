@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <type_traits>
 
 #include "core/native.h"
 
@@ -57,7 +58,13 @@ std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(static_cast<size_t>(c.numel()));
   RG_DISPATCH_ALL(c.dtype(), "to_vector", [&] {
     const auto* p = static_cast<const scalar_t*>(c.data_ptr());
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(static_cast<double>(p[i]));
+    for (size_t i = 0; i < out.size(); ++i) {
+      if constexpr (std::is_integral_v<T> && std::is_integral_v<scalar_t>) {
+        out[i] = static_cast<T>(p[i]);  // exact for int64 beyond 2^53
+      } else {
+        out[i] = static_cast<T>(static_cast<double>(p[i]));
+      }
+    }
   });
   return out;
 }

@@ -66,6 +66,17 @@ void for_each_row(const StridedMeta<N>& m, F&& f) {
     });
     return;
   }
+  if (m.ndim == 1) {  // one long strided run (e.g. a stride-0 operand): split it across threads
+    parallel_for(m.numel, kGrain, [&](int64_t b, int64_t e) {
+      int64_t off[N], st[N];
+      for (int a = 0; a < N; ++a) {
+        st[a] = m.strides[a][0];
+        off[a] = b * st[a];
+      }
+      f(off, e - b, st);
+    });
+    return;
+  }
   const int64_t inner = m.sizes[0];
   const int64_t rows = m.numel / inner;
   int64_t st[N];
