@@ -36,8 +36,12 @@ struct GraphTask {
 };
 
 void count_dependencies(const std::vector<Node*>& roots, GraphTask& task) {
-  std::vector<Node*> stack(roots.begin(), roots.end());
-  std::unordered_set<Node*> seen(roots.begin(), roots.end());
+  // Roots may repeat (two outputs of one node): each node's edges are counted once.
+  std::vector<Node*> stack;
+  std::unordered_set<Node*> seen;
+  for (Node* r : roots) {
+    if (seen.insert(r).second) stack.push_back(r);
+  }
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
@@ -159,10 +163,14 @@ TensorList grad(const TensorList& roots, const TensorList& inputs, const TensorL
   GraphTask task;
   task.retain_graph = retain_graph;
   task.captured.resize(inputs.size());
+  // Holding the edges keeps a leaf's AccumulateGrad alive (it is only weakly owned by the leaf),
+  // so that a root that is itself one of the inputs reaches the same node.
+  std::vector<Edge> input_edges;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Edge e = gradient_edge(inputs[i]);
     RG_CHECK(e.valid(), "grad: input ", i, " does not require grad");
     task.captures[e.fn.get()].emplace_back(e.input_nr, i);
+    input_edges.push_back(e);
   }
   run(task, make_starts(roots, grad_roots), /*accumulate_leaves=*/false);
   for (size_t i = 0; i < inputs.size(); ++i) {

@@ -38,6 +38,7 @@ std::shared_ptr<AccumulateGrad> grad_accumulator(const Tensor& leaf) {
   TensorImpl* impl = leaf.impl();
   if (auto existing = impl->grad_accumulator.lock()) return std::static_pointer_cast<AccumulateGrad>(existing);
   auto acc = std::make_shared<AccumulateGrad>(leaf.impl_ptr());
+  for (const GradHook& h : impl->hooks) acc->pre_hooks.emplace_back(0, h);  // Tensor::register_hook on a leaf
   impl->grad_accumulator = acc;
   return acc;
 }

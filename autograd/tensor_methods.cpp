@@ -171,8 +171,11 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
 void Tensor::register_hook(GradHook hook) const {
   RG_CHECK(requires_grad(), "cannot register a hook on a tensor that doesn't require gradient");
   if (is_leaf()) {
-    auto acc = autograd::grad_accumulator(*this);
-    acc->pre_hooks.emplace_back(0, std::move(hook));
+    // Kept on the leaf too: its AccumulateGrad is only weakly held and may be remade later.
+    impl()->hooks.push_back(hook);
+    if (auto acc = impl()->grad_accumulator.lock()) {
+      std::static_pointer_cast<autograd::AccumulateGrad>(acc)->pre_hooks.emplace_back(0, std::move(hook));
+    }
   } else {
     grad_fn()->pre_hooks.emplace_back(output_nr(), std::move(hook));
   }
