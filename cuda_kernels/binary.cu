@@ -1,7 +1,293 @@
-// PLACEHOLDER (being written): binary kernels on cuda.
-#include "core/kernels.h"
+// CUDA binary ops (every BinaryOp, all dtypes; comparisons write bool) and where: the twins of
+// core/cpu/binary.cpp. A flat 16-byte path templated on the op for f32/f16/bf16; a strided path
+// (broadcast operands have stride 0) that switches on the op at run time.
+#include <cmath>
+
+#include "core/native.h"
+#include "cuda_kernels/common.cuh"
 
 namespace rg {
-void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta) { RG_THROW("binary_cuda is not implemented yet"); }
-void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) { RG_THROW("where_cuda is not implemented yet"); }
+
+using namespace cu;
+
+// ---- kernels
+
+static constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::LogicalOr; }
+
+// Arithmetic ops in C = float (f16/bf16/f32) or double (f64). Products and sums are rounded
+// one by one (no fused multiply-add), as on the CPU.
+template <typename C>
+static __device__ __forceinline__ C binary_value(BinaryOp op, C a, C b, C alpha, C beta) {
+  switch (op) {
+    case BinaryOp::Add: return dm::add_rn(a, dm::mul_rn(alpha, b));
+    case BinaryOp::Sub: return dm::add_rn(a, -dm::mul_rn(alpha, b));
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+    case BinaryOp::Maximum: return (a > b || a != a) ? a : b;  // NaN in either operand gives NaN
+    case BinaryOp::Minimum: return (a < b || a != a) ? a : b;
+    case BinaryOp::Pow: return dm::pow(a, b);
+    case BinaryOp::Axpby: return dm::add_rn(dm::mul_rn(alpha, a), dm::mul_rn(beta, b));
+    case BinaryOp::Atan2: return dm::atan2(a, b);
+    default: return C(0);  // comparisons: compare_value
+  }
+}
+
+// The scalars of an integer op, prepared on the host as the CPU kernel does: whole ones apply in
+// wrapping int64 arithmetic, fractional ones make the op run in double (then truncate).
+struct IntScalars {
+  uint64_t sa = 0, sb = 0;  // Add/Sub: sa = +-alpha; Axpby: alpha, beta
+  bool exact = true;
+  double alpha = 0, beta = 0;  // Add/Sub: alpha = +-alpha
+};
+
+// a ^ b for integers by squaring; a negative exponent gives 1 / a^|b| truncated (0 unless |a| == 1).
+static __device__ __forceinline__ int64_t int_pow(int64_t a, int64_t b) {
+  if (b < 0) {
+    if (a == 1) return 1;
+    if (a == -1) return (b & 1) ? -1 : 1;
+    return 0;
+  }
+  uint64_t r = 1, base = static_cast<uint64_t>(a);
+  while (b) {
+    if (b & 1) r *= base;
+    base *= base;
+    b >>= 1;
+  }
+  return static_cast<int64_t>(r);
+}
+
+// Arithmetic on the integer dtypes and bool, in int64, cast back (wrapping) to T.
+template <typename T>
+static __device__ __forceinline__ T binary_int_element(BinaryOp op, T at, T bt, const IntScalars& p) {
+  using U = uint64_t;
+  const int64_t a = cast<int64_t>(at), b = cast<int64_t>(bt);
+  const double ad = static_cast<double>(a), bd = static_cast<double>(b);
+  switch (op) {
+    case BinaryOp::Add:
+    case BinaryOp::Sub:
+      if (p.exact) return cast<T>(static_cast<int64_t>(static_cast<U>(a) + p.sa * static_cast<U>(b)));
+      return cast<T>(__dadd_rn(ad, __dmul_rn(p.alpha, bd)));
+    case BinaryOp::Mul: return cast<T>(static_cast<int64_t>(static_cast<U>(a) * static_cast<U>(b)));
+    case BinaryOp::Div: return cast<T>(b == 0 ? int64_t{0} : static_cast<int64_t>(ad / bd));  // x / 0 gives 0
+    case BinaryOp::Maximum: return cast<T>(a > b ? a : b);
+    case BinaryOp::Minimum: return cast<T>(a < b ? a : b);
+    case BinaryOp::Pow: return cast<T>(int_pow(a, b));
+    case BinaryOp::Axpby:
+      if (p.exact) return cast<T>(static_cast<int64_t>(p.sa * static_cast<U>(a) + p.sb * static_cast<U>(b)));
+      return cast<T>(__dadd_rn(__dmul_rn(p.alpha, ad), __dmul_rn(p.beta, bd)));
+    case BinaryOp::Atan2: return cast<T>(::atan2(ad, bd));
+    default: return T(0);  // comparisons: compare_value
+  }
+}
+
+template <typename C>
+static __device__ __forceinline__ bool compare_value(BinaryOp op, C a, C b) {
+  switch (op) {
+    case BinaryOp::Eq: return a == b;
+    case BinaryOp::Ne: return a != b;
+    case BinaryOp::Lt: return a < b;
+    case BinaryOp::Le: return a <= b;
+    case BinaryOp::Gt: return a > b;
+    case BinaryOp::Ge: return a >= b;
+    case BinaryOp::LogicalAnd: return a != C(0) && b != C(0);
+    case BinaryOp::LogicalOr: return a != C(0) || b != C(0);
+    default: return false;
+  }
+}
+
+// out = a op b for one element, T in, O out (bool for comparisons), computed in acc_t<T>.
+template <typename T, typename O, typename C>
+static __device__ __forceinline__ O binary_element(BinaryOp op, T a, T b, C alpha, C beta, const IntScalars& ip) {
+  if constexpr (std::is_same_v<O, bool>) {
+    return compare_value<C>(op, cast<C>(a), cast<C>(b));
+  } else if constexpr (is_float_v<T>) {
+    return cast<O>(binary_value<C>(op, cast<C>(a), cast<C>(b), alpha, beta));
+  } else {
+    return binary_int_element<T>(op, a, b, ip);
+  }
+}
+
+// Flat path: out (n) = a (n) op b (n), every pointer aligned to its pack. f32/f16/bf16 only.
+template <BinaryOp OP, typename T>
+static __global__ void binary_fwd_kernel(std::conditional_t<is_comparison(OP), bool, T>* out, const T* a, const T* b,
+                                         int64_t n, float alpha, float beta) {
+  using O = std::conditional_t<is_comparison(OP), bool, T>;
+  constexpr int W = pack_width<T, O>();
+  grid_stride_packs<W>(
+      n,
+      [&](int64_t p) {
+        const Pack<T, W> x = load_pack<W>(a, p);
+        const Pack<T, W> y = load_pack<W>(b, p);
+        Pack<O, W> r;
+#pragma unroll
+        for (int k = 0; k < W; ++k) r.v[k] = binary_element<T, O, float>(OP, x.v[k], y.v[k], alpha, beta, {});
+        store_pack<W>(out, p, r);
+      },
+      [&](int64_t i) { out[i] = binary_element<T, O, float>(OP, a[i], b[i], alpha, beta, {}); });
+}
+
+// Strided path, any layout and dtype; O is T, or bool for the comparisons.
+template <typename T, typename O, typename Calc>
+static __global__ void binary_strided_fwd_kernel(O* out, const T* a, const T* b, Calc calc,
+                                                 typename Calc::index_t n, BinaryOp op, double alpha, double beta,
+                                                 IntScalars ip) {
+  using C = acc_t<T>;
+  // the integer dtypes take their scalars from ip (prepared on the host)
+  const C al = is_float_v<T> ? static_cast<C>(alpha) : C(0), be = is_float_v<T> ? static_cast<C>(beta) : C(0);
+  grid_stride(n, [&](typename Calc::index_t i) {
+    typename Calc::offset_t off[3];
+    calc.get(i, off);
+    out[off[0]] = binary_element<T, O, C>(op, a[off[1]], b[off[2]], al, be, ip);
+  });
+}
+
+// where: out = cond ? a : b, moving elements as unsigned integers U of their size.
+template <typename U>
+static __global__ void where_fwd_kernel(U* out, const uint8_t* cond, const U* a, const U* b, int64_t n) {
+  constexpr int W = pack_width<U>();
+  grid_stride_packs<W>(
+      n,
+      [&](int64_t p) {
+        const Pack<uint8_t, W> c = load_pack<W>(cond, p);
+        const Pack<U, W> x = load_pack<W>(a, p);
+        const Pack<U, W> y = load_pack<W>(b, p);
+        Pack<U, W> r;
+#pragma unroll
+        for (int k = 0; k < W; ++k) r.v[k] = c.v[k] ? x.v[k] : y.v[k];
+        store_pack<W>(out, p, r);
+      },
+      [&](int64_t i) { out[i] = cond[i] ? a[i] : b[i]; });
+}
+
+template <typename U, typename Calc>
+static __global__ void where_strided_fwd_kernel(U* out, const uint8_t* cond, const U* a, const U* b, Calc calc,
+                                                typename Calc::index_t n) {
+  grid_stride(n, [&](typename Calc::index_t i) {
+    typename Calc::offset_t off[4];
+    calc.get(i, off);
+    out[off[0]] = cond[off[1]] ? a[off[2]] : b[off[3]];
+  });
+}
+
+// ---- launchers
+
+#define RG_BINARY_OPS(_)                                                                                  \
+  _(Add) _(Sub) _(Mul) _(Div) _(Maximum) _(Minimum) _(Pow) _(Axpby) _(Eq) _(Ne) _(Lt) _(Le) _(Gt) _(Ge)  \
+  _(LogicalAnd) _(LogicalOr) _(Atan2)
+
+namespace {
+
+bool is_int64_valued(double v) { return v == std::floor(v) && std::fabs(v) < 9.2e18; }
+
+IntScalars int_scalars(BinaryOp op, double alpha, double beta) {
+  IntScalars p;
+  if (op == BinaryOp::Add || op == BinaryOp::Sub) {
+    const double s = op == BinaryOp::Add ? alpha : -alpha;
+    p.exact = is_int64_valued(s);
+    p.alpha = s;
+    if (p.exact) p.sa = static_cast<uint64_t>(static_cast<int64_t>(s));
+  } else if (op == BinaryOp::Axpby) {
+    p.exact = is_int64_valued(alpha) && is_int64_valued(beta);
+    p.alpha = alpha;
+    p.beta = beta;
+    if (p.exact) {
+      p.sa = static_cast<uint64_t>(static_cast<int64_t>(alpha));
+      p.sb = static_cast<uint64_t>(static_cast<int64_t>(beta));
+    }
+  }
+  return p;
+}
+
+template <typename T>
+bool launch_binary_flat(BinaryOp op, void* out, const T* a, const T* b, int64_t n, double alpha, double beta) {
+  if constexpr (std::is_same_v<T, float> || is_reduced_v<T>) {
+    const bool cmp = is_comparison(op);
+    const int W = cmp ? pack_width<T, bool>() : pack_width<T>();
+    const size_t out_size = cmp ? 1 : sizeof(T);
+    if (!aligned_to(out, W * out_size) || !aligned_to(a, W * sizeof(T)) || !aligned_to(b, W * sizeof(T))) {
+      return false;
+    }
+    const unsigned grid = grid_for((n + W - 1) / W);
+    const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
+    switch (op) {
+#define RG_LAUNCH_CASE(OP)                                                                           \
+  case BinaryOp::OP: {                                                                               \
+    using O = std::conditional_t<is_comparison(BinaryOp::OP), bool, T>;                              \
+    binary_fwd_kernel<BinaryOp::OP, T><<<grid, kThreads, 0, stream()>>>(static_cast<O*>(out), a, b,  \
+                                                                         n, al, be);                 \
+    RG_CUDA_LAUNCH_CHECK("binary_fwd_kernel");                                                       \
+    return true;                                                                                     \
+  }
+      RG_BINARY_OPS(RG_LAUNCH_CASE)
+#undef RG_LAUNCH_CASE
+    }
+    return false;
+  } else {
+    return false;
+  }
+}
+
+}  // namespace
+
+void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta) {
+  const char* name = binary_op_name(op);
+  const bool cmp = is_comparison(op);
+  RG_CHECK(a.dtype() == b.dtype(), name, ": operand dtypes ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
+           " differ (native::binary promotes them first)");
+  RG_CHECK(out.dtype() == (cmp ? DType::b8 : a.dtype()), name, ": output dtype ", dtype_name(out.dtype()),
+           " does not match ", cmp ? "bool" : dtype_name(a.dtype()));
+  const IntScalars ip = int_scalars(op, alpha, beta);
+  const Tensor* ts[3] = {&out, &a, &b};
+  const auto m = make_strided_meta<3>(ts);
+  if (m.numel == 0) return;
+  RG_CU_DISPATCH_ALL(a.dtype(), name, [&] {
+    using T = scalar_t;
+    const auto* pa = static_cast<const T*>(a.data_ptr());
+    const auto* pb = static_cast<const T*>(b.data_ptr());
+    if (m.contiguous && launch_binary_flat<T>(op, out.data_ptr(), pa, pb, m.numel, alpha, beta)) return;
+    with_offset_calc(m, [&](auto calc) {
+      using Calc = decltype(calc);
+      const auto n = static_cast<typename Calc::index_t>(m.numel);
+      if (cmp) {
+        binary_strided_fwd_kernel<T, bool, Calc><<<grid_for(m.numel), kThreads, 0, stream()>>>(
+            static_cast<bool*>(out.data_ptr()), pa, pb, calc, n, op, alpha, beta, ip);
+      } else {
+        binary_strided_fwd_kernel<T, T, Calc><<<grid_for(m.numel), kThreads, 0, stream()>>>(
+            static_cast<T*>(out.data_ptr()), pa, pb, calc, n, op, alpha, beta, ip);
+      }
+      RG_CUDA_LAUNCH_CHECK("binary_strided_fwd_kernel");
+    });
+  });
+}
+
+void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  RG_CHECK(cond.dtype() == DType::b8 || cond.dtype() == DType::u8, "where: condition must be bool, got ",
+           dtype_name(cond.dtype()));
+  RG_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "where: dtypes ", dtype_name(a.dtype()), " and ",
+           dtype_name(b.dtype()), " must both be the output's ", dtype_name(out.dtype()));
+  const Tensor* ts[4] = {&out, &cond, &a, &b};
+  const auto m = make_strided_meta<4>(ts);
+  if (m.numel == 0) return;
+  const auto* pc = static_cast<const uint8_t*>(cond.data_ptr());
+  with_uint_of_size(out.element_size(), [&](auto* tag) {
+    using U = std::remove_pointer_t<decltype(tag)>;
+    auto* po = static_cast<U*>(out.data_ptr());
+    const auto* pa = static_cast<const U*>(a.data_ptr());
+    const auto* pb = static_cast<const U*>(b.data_ptr());
+    constexpr int W = pack_width<U>();
+    if (m.contiguous && aligned_to(po, W * sizeof(U)) && aligned_to(pa, W * sizeof(U)) &&
+        aligned_to(pb, W * sizeof(U)) && aligned_to(pc, W)) {
+      where_fwd_kernel<U><<<grid_for((m.numel + W - 1) / W), kThreads, 0, stream()>>>(po, pc, pa, pb, m.numel);
+      RG_CUDA_LAUNCH_CHECK("where_fwd_kernel");
+      return;
+    }
+    with_offset_calc(m, [&](auto calc) {
+      using Calc = decltype(calc);
+      where_strided_fwd_kernel<U, Calc><<<grid_for(m.numel), kThreads, 0, stream()>>>(
+          po, pc, pa, pb, calc, static_cast<typename Calc::index_t>(m.numel));
+      RG_CUDA_LAUNCH_CHECK("where_strided_fwd_kernel");
+    });
+  });
+}
+
 }  // namespace rg
