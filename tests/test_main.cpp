@@ -1,5 +1,5 @@
-// doctest main for every test executable. A GPU suite (RG_TEST_NEEDS_GPU) exits 77 without a
-// CUDA device, which ctest reports as skipped.
+// doctest main for every test executable. A GPU suite (rg_test_needs_gpu, defined per executable
+// by tests/CMakeLists.txt) exits 77 without a CUDA device, which ctest reports as skipped.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -7,14 +7,14 @@
 
 #include "core/cuda_api.h"
 
+extern const bool rg_test_needs_gpu;
+
 int main(int argc, char** argv) {
-#ifdef RG_TEST_NEEDS_GPU
-  if (rg::cuda::device_count() == 0) {
+  if (rg_test_needs_gpu && rg::cuda::device_count() == 0) {
     std::printf("skipped: no CUDA device (%s)\n",
                 rg::cuda::built_with_cuda() ? "none visible" : "ringgrad built without CUDA");
     return 77;
   }
-#endif
   doctest::Context ctx;
   ctx.applyCommandLine(argc, argv);
   return ctx.run();
