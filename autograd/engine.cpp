@@ -2,6 +2,7 @@
 // buffers that sum gradients per node, validation of each gradient against its forward tensor.
 #include "autograd/engine.h"
 
+#include <functional>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -33,7 +34,26 @@ struct GraphTask {
   std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> captures;
   TensorList captured;
   bool retain_graph = false;
+  std::vector<std::function<void()>> final_callbacks;  // queue_callback(), run after the graph drains
 };
+
+thread_local GraphTask* t_current_task = nullptr;
+
+// Makes `task` the thread's current one for queue_callback(), restoring the previous on exit.
+struct CurrentTask {
+  explicit CurrentTask(GraphTask* t) : prev(t_current_task) { t_current_task = t; }
+  ~CurrentTask() { t_current_task = prev; }
+  GraphTask* prev;
+};
+
+// Runs the callbacks queued during the backward, including ones queued by callbacks.
+void run_final_callbacks(GraphTask& task) {
+  for (size_t i = 0; i < task.final_callbacks.size(); ++i) {
+    auto cb = std::move(task.final_callbacks[i]);
+    cb();
+  }
+  task.final_callbacks.clear();
+}
 
 void count_dependencies(const std::vector<Node*>& roots, GraphTask& task) {
   // Roots may repeat (two outputs of one node): each node's edges are counted once.
@@ -154,14 +174,24 @@ void backward(const TensorList& roots, const TensorList& grad_roots, bool retain
   NoGradGuard ng;  // gradient formulas never record a graph (no double backward)
   GraphTask task;
   task.retain_graph = retain_graph;
+  CurrentTask current(&task);
   run(task, make_starts(roots, grad_roots), /*accumulate_leaves=*/true);
+  run_final_callbacks(task);
 }
+
+void queue_callback(std::function<void()> cb) {
+  RG_CHECK(t_current_task, "queue_callback: only allowed while a backward runs on this thread (from a hook)");
+  t_current_task->final_callbacks.push_back(std::move(cb));
+}
+
+bool in_backward() { return t_current_task != nullptr; }
 
 TensorList grad(const TensorList& roots, const TensorList& inputs, const TensorList& grad_roots, bool retain_graph,
                 bool allow_unused) {
   NoGradGuard ng;
   GraphTask task;
   task.retain_graph = retain_graph;
+  CurrentTask current(&task);
   task.captured.resize(inputs.size());
   // Holding the edges keeps a leaf's AccumulateGrad alive (it is only weakly owned by the leaf),
   // so that a root that is itself one of the inputs reaches the same node.
@@ -173,6 +203,7 @@ TensorList grad(const TensorList& roots, const TensorList& inputs, const TensorL
     input_edges.push_back(e);
   }
   run(task, make_starts(roots, grad_roots), /*accumulate_leaves=*/false);
+  run_final_callbacks(task);
   for (size_t i = 0; i < inputs.size(); ++i) {
     RG_CHECK(allow_unused || task.captured[i].defined(), "grad: one of the differentiated Tensors (input ", i,
              ") appears to not have been used in the graph. Set allow_unused=true if this is the desired behavior.");

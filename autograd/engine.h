@@ -2,6 +2,8 @@
 // order among ready nodes, accumulating gradients into leaves.
 #pragma once
 
+#include <functional>
+
 #include "autograd/node.h"
 
 namespace rg::autograd {
@@ -14,5 +16,11 @@ void backward(const TensorList& roots, const TensorList& grad_roots = {}, bool r
 // allow_unused, else an error naming its position.
 TensorList grad(const TensorList& roots, const TensorList& inputs, const TensorList& grad_roots = {},
                 bool retain_graph = false, bool allow_unused = false);
+
+// Queues a callback to run once the current backward has processed every node (and before
+// backward() returns), on the thread running it: PyTorch's Variable._execution_engine.queue_callback.
+// DDP's reducer uses it to wait for its last bucket. Only callable while a backward is running.
+void queue_callback(std::function<void()> cb);
+bool in_backward();  // true inside hooks and nodes of a running backward
 
 }  // namespace rg::autograd
