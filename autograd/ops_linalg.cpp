@@ -1,6 +1,7 @@
 // Differentiable matrix products: matmul (torch.matmul: 1-D operands, broadcast batch dims; the
 // gradients are summed back to each input's shape), mm and bmm. Backward products use transposed
 // views of the saved operands, never transposed copies.
+#include "autograd/autocast.h"
 #include "autograd/function.h"
 #include "autograd/ops.h"
 
@@ -112,7 +113,9 @@ void check_same_dtype_device(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+// Autocast: matmul, mm and bmm run in the autocast dtype (Note [Autocast policy]).
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = amp::autocast_lower(a_in), b = amp::autocast_lower(b_in);
   Tensor out = native::matmul(a, b);
   if (auto n = record<MatmulBackward>({&a, &b}, a.sizes(), b.sizes())) {
     if (n->next_edges[1].valid()) n->a = SavedVariable(a);
@@ -122,7 +125,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor mm(const Tensor& a, const Tensor& b) {
+Tensor mm(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = amp::autocast_lower(a_in), b = amp::autocast_lower(b_in);
   {
     OpScope scope("mm", {&a, &b});
     RG_CHECK(a.defined() && b.defined(), "mm: undefined operand");
@@ -140,7 +144,8 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor bmm(const Tensor& a, const Tensor& b) {
+Tensor bmm(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = amp::autocast_lower(a_in), b = amp::autocast_lower(b_in);
   Tensor out;
   {
     OpScope scope("bmm", {&a, &b});

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/function.h"
 #include "autograd/ops.h"
 
@@ -203,7 +204,8 @@ std::pair<Tensor, Tensor> max_dim_impl(const Tensor& x, int64_t dim, bool keepdi
   return {values, indices};
 }
 
-Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
+  const Tensor x = amp::autocast_f32(x_in);  // Note [Autocast policy]
   Tensor out = native::softmax(x, dim, log);
   if (auto n = record<SoftmaxBackward>({&x}, dim, log)) {
     n->out = SavedVariable(out);
@@ -214,7 +216,8 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 }  // namespace
 
-Tensor sum(const Tensor& x, const Shape& dims_in, bool keepdim) {
+Tensor sum(const Tensor& x_in, const Shape& dims_in, bool keepdim) {
+  const Tensor x = amp::autocast_f32(x_in);  // Note [Autocast policy]
   Tensor out = native::sum(x, dims_in, keepdim);
   if (autograd::needs_grad({&x})) {
     const Shape dims = reduced_dims(dims_in, x.dim(), "sum");
@@ -223,7 +226,8 @@ Tensor sum(const Tensor& x, const Shape& dims_in, bool keepdim) {
   return out;
 }
 
-Tensor mean(const Tensor& x, const Shape& dims_in, bool keepdim) {
+Tensor mean(const Tensor& x_in, const Shape& dims_in, bool keepdim) {
+  const Tensor x = amp::autocast_f32(x_in);  // Note [Autocast policy]
   Tensor out = native::mean(x, dims_in, keepdim);
   if (autograd::needs_grad({&x})) {
     const Shape dims = reduced_dims(dims_in, x.dim(), "mean");
@@ -274,7 +278,8 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return native::reduc
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
-Tensor norm(const Tensor& x) {
+Tensor norm(const Tensor& x_in) {
+  const Tensor x = amp::autocast_f32(x_in);  // Note [Autocast policy]
   Tensor out;
   {
     OpScope scope("norm", {&x});

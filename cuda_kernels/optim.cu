@@ -231,7 +231,7 @@ static __global__ void multi_sum_squares_fwd_kernel(TensorListMeta<1> m, A* part
 
 // Sums each tensor's partials in order: one warp per tensor.
 struct SumSegments {
-  static constexpr int kCap = 256;
+  static constexpr int kCap = 224;
   int64_t first[kCap];  // first partial of the tensor
   int32_t count[kCap];  // its number of partials
   int32_t out[kCap];    // its index in `out`

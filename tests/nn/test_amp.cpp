@@ -1,0 +1,274 @@
+// Autocast (dtype policy, the weight cast cache, f32 gradients for f32 weights) and GradScaler
+// (an overflowing f16 step is skipped, the scale halves, the skip is counted, the next step
+// proceeds with exactly unscaled gradients; growth; the found_inf reducer; misuse errors; state).
+// The GradScaler sequence runs on the CPU and, when a CUDA device is present, on the GPU too.
+#include <string>
+
+#include "autograd/autocast.h"
+#include "autograd/grad_mode.h"
+#include "core/cuda_api.h"
+#include "nn/amp/grad_scaler.h"
+#include "nn/optim/clip_grad.h"
+#include "nn/optim/sgd.h"
+#include "nn_util.h"
+
+using namespace rg;
+using namespace rg::nntest;
+using rg::amp::AutocastGuard;
+using rg::amp::GradScaler;
+using rg::amp::GradScalerOptions;
+
+namespace {
+
+// Values exact in f16 and bf16, so the expected gradients are exact too.
+const std::vector<double> kW = {0.5, -1.0, 0.25, 2.0};                             // (2, 2)
+const std::vector<double> kX = {1.0, 0.5, -0.5, 0.25, 0.75, -1.0, 0.25, 0.5};      // (4, 2)
+// d mean(x @ w) / dw[i][j] = (column i of x summed) / 8: column sums 1.5 and 0.25.
+const std::vector<double> kGradW = {1.5 / 8, 1.5 / 8, 0.25 / 8, 0.25 / 8};
+
+Tensor weight(Device d) {
+  Tensor w = native::to(from_vector<double>(kW, {2, 2}, DType::f32), d, DType::f32, true);
+  w.set_requires_grad(true);
+  return w;
+}
+
+Tensor input(Device d, DType dt = DType::f16) { return native::to(from_vector<double>(kX, {4, 2}, dt), d, dt, true); }
+
+// mean(x @ w) under f16 autocast, times `mult`.
+Tensor amp_loss(const Tensor& x, const Tensor& w, double mult) {
+  AutocastGuard guard(DType::f16);
+  Tensor y = matmul(x, w);
+  CHECK(y.dtype() == DType::f16);
+  Tensor loss = mean(y);
+  CHECK(loss.dtype() == DType::f32);
+  return mul(loss, mult);
+}
+
+void run_scaler_sequence(Device dev) {
+  CAPTURE(dev.str());
+  Tensor w = weight(dev);
+  const Tensor x = input(dev);
+  optim::SGD opt({w}, optim::SGDOptions{.lr = 0.5});
+  GradScaler scaler;
+  CHECK(scaler.get_scale() == 65536.0);
+
+  // 1. a huge loss: the scaled gradient overflows f16 on its way into the f16 matmul backward
+  opt.zero_grad();
+  scaler.scale(amp_loss(x, w, 1e6)).backward();
+  CHECK(!scaler.step(opt));
+  scaler.update();
+  CHECK_VALUES(vals(w), kW, 0.0);  // unchanged
+  CHECK(scaler.get_scale() == 32768.0);
+  CHECK(scaler.skipped_steps() == 1);
+  CHECK(scaler.get_growth_tracker() == 0);
+
+  // 2. a normal step: grads unscaled exactly, the update applied, the scale kept
+  opt.zero_grad();
+  Tensor scaled = scaler.scale(amp_loss(x, w, 1.0));
+  scaled.backward();
+  CHECK(w.grad().dtype() == DType::f32);
+  std::vector<double> raw = kGradW;
+  for (double& v : raw) v *= 32768.0;
+  CHECK_VALUES(vals(w.grad()), raw, 0.0);  // still scaled before unscale_
+  scaler.unscale_(opt);
+  CHECK_VALUES(vals(w.grad()), kGradW, 0.0);
+  CHECK(scaler.step(opt));
+  scaler.update();
+  std::vector<double> expect = kW;
+  for (size_t i = 0; i < 4; ++i) expect[i] -= 0.5 * kGradW[i];
+  CHECK_VALUES(vals(w), expect, 1e-7);
+  CHECK(scaler.get_scale() == 32768.0);
+  CHECK(scaler.skipped_steps() == 1);
+  CHECK(scaler.get_growth_tracker() == 1);
+  CHECK(scaler.scale_tensor().device() == dev);
+}
+
+}  // namespace
+
+TEST_CASE("autocast: lower-precision matmul, f32 reductions, f32 weight gradients") {
+  Tensor w = weight(kCPU);
+  const Tensor x = input(kCPU, DType::f32);
+  CHECK(!amp::is_autocast_enabled());
+  CHECK(amp::autocast_lower(w).is_same(w));  // disabled: a no-op
+  {
+    AutocastGuard g(DType::bf16);
+    CHECK(amp::is_autocast_enabled());
+    CHECK(amp::autocast_dtype() == DType::bf16);
+    Tensor y = matmul(x, w);
+    CHECK(y.dtype() == DType::bf16);
+    CHECK(mm(x, w).dtype() == DType::bf16);
+    CHECK(bmm(x.unsqueeze(0), w.unsqueeze(0)).dtype() == DType::bf16);
+    CHECK(sum(y).dtype() == DType::f32);
+    CHECK(y.mean().dtype() == DType::f32);
+    CHECK(softmax(y, 1).dtype() == DType::f32);
+    CHECK(log_softmax(y, 1).dtype() == DType::f32);
+    CHECK(norm(y).dtype() == DType::f32);
+    CHECK(add(y, y).dtype() == DType::bf16);  // not on either list
+    const Tensor d = from_vector<double>({1.0, 2.0}, {1, 2});
+    CHECK(matmul(d, from_vector<double>({1.0, 2.0}, {2, 1})).dtype() == DType::f64);  // f64 is never lowered
+    sum(y).backward();
+    {
+      AutocastGuard off(DType::f16, false);
+      CHECK(!amp::is_autocast_enabled());
+      CHECK(matmul(x, w).dtype() == DType::f32);
+    }
+    CHECK(amp::is_autocast_enabled());
+  }
+  CHECK(!amp::is_autocast_enabled());
+  CHECK(w.grad().dtype() == DType::f32);
+  // d sum(x @ w) / dw[i][j] = column sum i of x
+  CHECK_VALUES(vals(w.grad()), (std::vector<double>{1.5, 1.5, 0.25, 0.25}), 0.0);
+  CHECK(sum(input(kCPU)).dtype() == DType::f16);  // outside autocast: unchanged
+}
+
+TEST_CASE("autocast weight cast cache: per outermost scope, invalidated by in-place updates") {
+  Tensor w = weight(kCPU);
+  Tensor c1;
+  {
+    AutocastGuard g(DType::f16);
+    c1 = amp::autocast_lower(w);
+    CHECK(c1.dtype() == DType::f16);
+    CHECK(amp::autocast_lower(w).is_same(c1));
+    {
+      AutocastGuard inner(DType::f16);
+      CHECK(amp::autocast_lower(w).is_same(c1));  // nested scopes share the cache
+    }
+    CHECK(amp::autocast_lower(w).is_same(c1));
+    {
+      NoGradGuard ng;
+      native::fill_(w, 3.0);  // an in-place update: the cached cast is stale
+    }
+    const Tensor c2 = amp::autocast_lower(w);
+    CHECK(!c2.is_same(c1));
+    CHECK_VALUES(vals(c2), std::vector<double>(4, 3.0), 0.0);
+    // a non-leaf is cast every time, never cached
+    const Tensor h = mul(w, 2.0);
+    CHECK(!amp::autocast_lower(h).is_same(amp::autocast_lower(h)));
+    {
+      NoGradGuard ng;  // no caching without grad mode
+      CHECK(!amp::autocast_lower(w).is_same(amp::autocast_lower(w)));
+    }
+  }
+  AutocastGuard again(DType::f16);
+  CHECK(!amp::autocast_lower(w).is_same(c1));  // the cache died with the outermost scope
+  CHECK_THROWS_AS(AutocastGuard(DType::f32), Error);
+}
+
+TEST_CASE("GradScaler on CPU: overflow skips the step and halves the scale; the next step proceeds") {
+  run_scaler_sequence(kCPU);
+}
+
+TEST_CASE("GradScaler on CUDA (runs when a device is present)") {
+  if (cuda::device_count() == 0) {
+    MESSAGE("no CUDA device: the GPU GradScaler sequence is skipped here (tests/kernels cover the kernels)");
+    return;
+  }
+  run_scaler_sequence(Device::cuda(0));
+}
+
+TEST_CASE("GradScaler growth, reducer hook, clip after unscale_, and misuse errors") {
+  Tensor w = weight(kCPU);
+  const Tensor x = input(kCPU, DType::f32);
+  optim::SGD opt({w}, optim::SGDOptions{.lr = 0.1});
+  GradScaler scaler(GradScalerOptions{.init_scale = 4.0, .growth_interval = 2});
+  auto iteration = [&](bool clip) {
+    opt.zero_grad();
+    scaler.scale(mean(matmul(x, w))).backward();
+    if (clip) {
+      scaler.unscale_(opt);
+      optim::clip_grad_norm_({w}, 1e-3);
+    }
+    const bool stepped = scaler.step(opt);
+    scaler.update();
+    return stepped;
+  };
+  CHECK(iteration(false));
+  CHECK(scaler.get_scale() == 4.0);
+  CHECK(iteration(true));
+  CHECK(scaler.get_scale() == 8.0);  // two clean steps: grown
+  CHECK(scaler.get_growth_tracker() == 0);
+
+  // the reducer sees the combined found_inf (DDP: another rank overflowed)
+  int calls = 0;
+  scaler.set_found_inf_reducer([&](Tensor& f) {
+    ++calls;
+    CHECK(f.numel() == 1);
+    CHECK(f.item() == 0.0);
+    native::fill_(f, 1.0);
+  });
+  const std::vector<double> before = vals(w);
+  CHECK(!iteration(false));
+  CHECK(calls == 1);
+  CHECK_VALUES(vals(w), before, 0.0);
+  CHECK(scaler.get_scale() == 4.0);
+  CHECK(scaler.skipped_steps() == 1);
+  scaler.set_found_inf_reducer(nullptr);
+
+  // misuse
+  opt.zero_grad();
+  scaler.scale(mean(matmul(x, w))).backward();
+  scaler.unscale_(opt);
+  CHECK_THROWS_AS(scaler.unscale_(opt), Error);
+  CHECK(scaler.step(opt));
+  CHECK_THROWS_AS(scaler.step(opt), Error);
+  CHECK_THROWS_AS(scaler.unscale_(opt), Error);
+  scaler.update();
+  CHECK_THROWS_AS(scaler.update(), Error);  // no inf checks recorded since
+  GradScaler fresh;
+  CHECK_THROWS_AS(fresh.unscale_(opt), Error);  // scale() never called
+  // an f16 gradient is refused
+  Tensor h = from_vector<double>({1.0}, {1}, DType::f16);
+  h.set_requires_grad(true);
+  optim::SGD hopt({h});
+  Tensor hh = h;
+  hh.set_grad(from_vector<double>({1.0}, {1}, DType::f16));
+  GradScaler s2;
+  s2.scale(mean(mul(x, 1.0)));
+  CHECK_THROWS_AS(s2.unscale_(hopt), Error);
+}
+
+TEST_CASE("GradScaler state_dict round trip; disabled scaler passes through") {
+  Tensor w = weight(kCPU);
+  const Tensor x = input(kCPU);
+  optim::SGD opt({w});
+  GradScaler scaler;
+  opt.zero_grad();
+  scaler.scale(amp_loss(x, w, 1e6)).backward();
+  scaler.step(opt);
+  scaler.update();
+  opt.zero_grad();
+  scaler.scale(amp_loss(x, w, 1.0)).backward();
+  scaler.step(opt);
+  scaler.update();
+  const optim::TrainState st = scaler.state_dict();
+  CHECK(st.meta["scale"].as_double() == 32768.0);
+  CHECK(st.meta["_growth_tracker"].as_int() == 1);
+  CHECK(st.meta["growth_interval"].as_int() == 2000);
+  CHECK(st.meta["growth_factor"].as_double() == 2.0);
+  CHECK(st.meta["backoff_factor"].as_double() == 0.5);
+  CHECK(st.meta["skipped_steps"].as_int() == 1);
+
+  optim::TrainState through;
+  through.meta = Json::parse(st.meta.dump());
+  GradScaler loaded;
+  loaded.load_state_dict(through);
+  CHECK(loaded.get_scale() == 32768.0);
+  CHECK(loaded.get_growth_tracker() == 1);
+  CHECK(loaded.skipped_steps() == 1);
+  loaded.scale(mean(mul(x, 1.0)));  // lazily creates the tensors from the loaded values
+  CHECK(loaded.scale_tensor().item() == 32768.0);
+  CHECK(loaded.state_dict().meta.dump() == st.meta.dump());
+  CHECK_THROWS_AS(loaded.load_state_dict(optim::TrainState{}), Error);
+
+  GradScaler off(GradScalerOptions{.enabled = false});
+  const Tensor loss = mean(mul(x, 1.0));
+  CHECK(off.scale(loss).is_same(loss));
+  CHECK(off.get_scale() == 1.0);
+  CHECK(off.state_dict().meta.size() == 0);
+  opt.zero_grad();
+  const std::vector<double> before = vals(w);
+  mean(matmul(native::to(x, kCPU, DType::f32), w)).backward();
+  CHECK(off.step(opt));
+  CHECK(vals(w) != before);
+  off.update();
+}
