@@ -1,0 +1,252 @@
+// Shared by tests/distributed/test_ddp.cpp and tests/distributed_gpu/test_ddp_gpu.cpp: a small conv
+// net, deterministic per-step data, the single-process reference training (batch world * B) and
+// the DDP training loop (batch B per rank), on any device; starting this executable as ranks.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "autograd/grad_mode.h"
+#include "core/random.h"
+#include "distributed/ddp.h"
+#include "distributed/launcher.h"
+#include "nn/functional.h"
+#include "nn/layers.h"
+#include "nn/optim/sgd.h"
+#include "test_util.h"
+
+namespace rg::test::ddp {
+
+using dist::DDPOptions;
+using dist::DistributedDataParallel;
+
+constexpr int64_t kClasses = 5;
+
+// conv(3 -> 6, 3x3, pad 1) + relu + maxpool 2 + flatten + linear(96 -> 5), on (N, 3, 8, 8) inputs.
+// Parameter names: 0.weight, 0.bias, 4.weight, 4.bias.
+inline std::shared_ptr<nn::Sequential> make_convnet(uint64_t seed, Device dev) {
+  manual_seed(seed);
+  auto net = std::make_shared<nn::Sequential>();
+  net->push_back(std::make_shared<nn::Conv2d>(3, 6, 3, nn::Conv2dOptions{.padding = 1}));
+  net->push_back(std::make_shared<nn::ReLU>());
+  net->push_back(std::make_shared<nn::MaxPool2d>(2));
+  net->push_back(std::make_shared<nn::Flatten>());
+  net->push_back(std::make_shared<nn::Linear>(6 * 4 * 4, kClasses));
+  net->to(dev);
+  return net;
+}
+
+struct Batch {
+  Tensor x;  // (n, 3, 8, 8)
+  Tensor y;  // (n) int64 class indices
+};
+
+// The global batch of `step`: the same on every rank; rank r uses rows [r * B, (r + 1) * B).
+inline Batch global_batch(int step, int64_t n, Device dev) {
+  Batch b;
+  b.x = uniform({n, 3, 8, 8}, -1.0, 1.0, DType::f32, 700 + static_cast<uint64_t>(step), dev);
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < n; ++i) labels.push_back((i * 3 + step) % kClasses);
+  b.y = native::to(from_vector<int64_t>(labels, {n}), dev, DType::i64);
+  return b;
+}
+
+inline Batch rows(const Batch& b, int64_t start, int64_t len) {
+  return {native::contiguous(native::narrow(b.x, 0, start, len)), native::contiguous(native::narrow(b.y, 0, start, len))};
+}
+
+inline Tensor loss_of(nn::Module& m, const Batch& b) { return nn::functional::cross_entropy(m.forward(b.x), b.y); }
+
+struct TrainConfig {
+  int steps = 5;
+  int64_t per_rank = 4;   // B
+  bool no_sync = false;   // each step: half of B under no_sync, then the other half synchronised
+  bool set_to_none = true;
+  double lr = 0.05;
+  double momentum = 0.9;
+};
+
+inline std::vector<std::pair<std::string, Tensor>> cpu_params(const nn::Module& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [k, t] : m.named_parameters()) out.emplace_back(k, native::to(t, kCPU, t.dtype(), true));
+  return out;
+}
+
+// One process, batch world * B, SGD with momentum; starts from make_convnet(seed).
+inline std::vector<std::pair<std::string, Tensor>> reference_train(uint64_t seed, int world, const TrainConfig& c,
+                                                                    Device dev) {
+  auto net = make_convnet(seed, dev);
+  optim::SGD opt(net->parameters(), optim::SGDOptions{.lr = c.lr, .momentum = c.momentum});
+  for (int s = 0; s < c.steps; ++s) {
+    const Batch b = global_batch(s, world * c.per_rank, dev);
+    opt.zero_grad();
+    loss_of(*net, b).backward();
+    opt.step();
+  }
+  return cpu_params(*net);
+}
+
+struct DDPRun {
+  std::vector<std::pair<std::string, Tensor>> params;  // the wrapped module's, on the CPU
+  dist::DDPStats stats;
+  std::vector<std::vector<std::string>> buckets;
+  bool grads_share_storage = false;  // after the last backward: every .grad in one storage
+};
+
+// Each rank starts from make_convnet(seed + rank): DDP's broadcast must make them rank 0's.
+inline DDPRun ddp_train(uint64_t seed, const DDPOptions& o, const TrainConfig& c, Device dev) {
+  const int rank = dist::get_rank(), world = dist::get_world_size();
+  auto net = make_convnet(seed + static_cast<uint64_t>(rank), dev);
+  DistributedDataParallel ddp(net, o);
+  optim::SGD opt(ddp.parameters(), optim::SGDOptions{.lr = c.lr, .momentum = c.momentum});
+  DDPRun run;
+  for (int s = 0; s < c.steps; ++s) {
+    const Batch mine = rows(global_batch(s, world * c.per_rank, dev), rank * c.per_rank, c.per_rank);
+    opt.zero_grad(c.set_to_none);
+    if (c.no_sync) {
+      const int64_t h = c.per_rank / 2;
+      {
+        auto guard = ddp.no_sync();
+        (loss_of(ddp, rows(mine, 0, h)) * 0.5).backward();
+      }
+      (loss_of(ddp, rows(mine, h, c.per_rank - h)) * 0.5).backward();
+    } else {
+      loss_of(ddp, mine).backward();
+    }
+    if (s == c.steps - 1) {
+      run.grads_share_storage = true;
+      const auto ps = net->parameters();
+      for (const Tensor& p : ps) {
+        run.grads_share_storage = run.grads_share_storage && p.grad().defined() &&
+                                  p.grad().storage() == ps[0].grad().storage();
+      }
+    }
+    opt.step();
+  }
+  run.params = cpu_params(*net);
+  run.stats = ddp.last_stats();
+  run.buckets = ddp.bucket_parameter_names();
+  return run;
+}
+
+// "" when every parameter matches within atol + rtol * |ref|, else what differs.
+inline std::string compare_params(const std::vector<std::pair<std::string, Tensor>>& got,
+                                  const std::vector<std::pair<std::string, Tensor>>& want, Tol tol) {
+  if (got.size() != want.size()) return "parameter counts differ";
+  std::string out;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i].first != want[i].first) return "names differ: " + got[i].first + " vs " + want[i].first;
+    const std::string m = compare(got[i].second, want[i].second, tol);
+    if (!m.empty()) out += got[i].first + ": " + m + "\n";
+  }
+  return out;
+}
+
+inline double max_abs_diff(const std::vector<std::pair<std::string, Tensor>>& a,
+                           const std::vector<std::pair<std::string, Tensor>>& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const auto x = a[i].second.to_vector<double>();
+    const auto y = b[i].second.to_vector<double>();
+    for (size_t j = 0; j < x.size() && j < y.size(); ++j) d = std::max(d, std::fabs(x[j] - y[j]));
+  }
+  return d;
+}
+
+// The documented bucket rule (Note [DDP reducer]) for parameters of one dtype and device, taken
+// in `order`: append, close once the bucket holds >= its cap (first_cap for the first bucket).
+inline std::vector<std::vector<std::string>> expected_buckets(
+    const std::vector<std::pair<std::string, int64_t>>& order_and_bytes, int64_t first_cap, int64_t cap) {
+  std::vector<std::vector<std::string>> out;
+  std::vector<std::string> cur;
+  int64_t bytes = 0;
+  for (const auto& [name, n] : order_and_bytes) {
+    cur.push_back(name);
+    bytes += n;
+    if (bytes >= (out.empty() ? first_cap : cap)) {
+      out.push_back(cur);
+      cur.clear();
+      bytes = 0;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+inline std::string join(const std::vector<std::vector<std::string>>& bs) {
+  std::string s;
+  for (const auto& b : bs) {
+    s += "[";
+    for (size_t i = 0; i < b.size(); ++i) s += (i ? " " : "") + b[i];
+    s += "]";
+  }
+  return s;
+}
+
+// ---- ranks as processes: copies of this executable running one doctest case
+
+struct Outcome {
+  int code = -1;
+  std::string report;  // the launcher's message and every rank's log
+  std::vector<std::string> logs;
+};
+
+// Starts `nproc` copies of this executable running the skipped test case `entry` with
+// RG_DDP_WORKER=scenario (OMP_NUM_THREADS=1 in the ranks).
+inline Outcome launch_ranks(int nproc, const std::string& entry, const std::string& scenario,
+                            std::vector<std::pair<std::string, std::string>> env = {},
+                            std::chrono::milliseconds job_timeout = std::chrono::milliseconds(180000)) {
+  char tmpl[] = "/tmp/rg_ddp_XXXXXX";
+  const char* dir = mkdtemp(tmpl);
+  REQUIRE(dir != nullptr);
+  dist::LaunchOptions o;
+  o.nproc_per_node = nproc;
+  o.backend = "ring";
+  // The forked child execs its own /proc/self/exe: this very binary, even if the file was
+  // rebuilt (replaced) while the test runs.
+  o.program = "/proc/self/exe";
+  o.args = {"--no-skip=true", "--test-case=" + entry, "--no-version=true"};
+  env.emplace_back("RG_DDP_WORKER", scenario);
+  env.emplace_back("OMP_NUM_THREADS", "1");
+  o.env = env;
+  o.log_dir = dir;
+  o.verbose = false;
+  o.job_timeout = job_timeout;
+  const dist::LaunchResult r = dist::launch(o);
+  Outcome out;
+  out.code = r.exit_code;
+  out.report = "scenario " + scenario + " on " + std::to_string(nproc) + " ranks: exit code " +
+               std::to_string(r.exit_code) + (r.message.empty() ? "" : " (" + r.message + ")") + "\n";
+  for (int q = 0; q < nproc; ++q) {
+    const std::string path = std::string(dir) + "/rank_" + std::to_string(q) + ".log";
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string log = ss.str();
+    out.logs.push_back(log);
+    if (log.size() > 12000) log = log.substr(0, 8000) + "\n...\n" + log.substr(log.size() - 4000);  // first failures first
+    out.report += "---- rank " + std::to_string(q) + " log:\n" + log + "\n";
+    std::remove(path.c_str());
+  }
+  ::rmdir(dir);
+  return out;
+}
+
+inline int count_in_logs(const Outcome& o, const std::string& needle) {
+  int n = 0;
+  for (const auto& l : o.logs) n += l.find(needle) != std::string::npos;
+  return n;
+}
+
+}  // namespace rg::test::ddp

@@ -1,0 +1,285 @@
+// DDP on CUDA through the CUDA ring backend: 2 and 3 ranks on ONE GPU, as processes (copies of this
+// executable running the skipped case "ddp_gpu_worker_entry"). The checks of
+// tests/distributed/test_ddp.cpp on cuda:0: equivalence with one process on the whole batch (bucket
+// views or not, small buckets, no overlap, no_sync, f16/bf16 communication), unused parameters,
+// buffers, and GradScaler's found_inf shared across ranks.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "core/cuda_api.h"
+#include "distributed/ddp_test_util.h"
+#include "nn/amp/grad_scaler.h"
+
+using namespace rg;
+using namespace rg::test;
+using namespace rg::test::ddp;
+
+namespace {
+
+bool no_gpu() { return cuda::device_count() == 0; }
+
+// cuDNN may pick different algorithms for batch B and batch world * B: still f32 arithmetic.
+constexpr Tol kGpuF32Tol{2e-5, 2e-4};
+constexpr Tol kF16CommTol{1e-4, 1e-3};
+constexpr Tol kBF16CommTol{1e-3, 1e-2};
+
+double mb(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+const Device kDev = Device::cuda(0);
+
+class TwoHeadsGpu : public nn::Cloneable<TwoHeadsGpu> {
+ public:
+  explicit TwoHeadsGpu(bool use_fc2) : Cloneable("TwoHeadsGpu"), use_fc2_(use_fc2) {
+    register_module("fc1", std::make_shared<nn::Linear>(4, 3));
+    register_module("fc2", std::make_shared<nn::Linear>(4, 3));
+  }
+  Tensor forward(const Tensor& x) override {  // (N, 4) -> (N, 3)
+    Tensor y = child("fc1")->forward(x);
+    if (use_fc2_) y = y + child("fc2")->forward(x);
+    return y;
+  }
+
+ private:
+  bool use_fc2_;
+};
+
+class BuffersGpu : public nn::Cloneable<BuffersGpu> {
+ public:
+  explicit BuffersGpu(int rank) : Cloneable("BuffersGpu") {
+    register_parameter("w", full({3}, 0.5 + rank));
+    register_buffer("stat", full({3}, 1.0 + rank));
+    register_buffer("count", scalar_tensor(7.0 + 10 * rank, DType::i64));
+    register_buffer("flag", native::to(from_vector<float>({rank == 0 ? 1.0f : 0.0f, rank == 0 ? 0.0f : 1.0f}),
+                                       kCPU, DType::b8));
+  }
+  Tensor forward(const Tensor& x) override { return x * param("w"); }  // (N, 3)
+};
+
+Batch vec_batch(int step, int64_t n, int64_t in, int64_t out) {
+  return {uniform({n, in}, -1.0, 1.0, DType::f32, 300 + static_cast<uint64_t>(step), kDev),
+          uniform({n, out}, -1.0, 1.0, DType::f32, 400 + static_cast<uint64_t>(step), kDev)};
+}
+
+Tensor mse(nn::Module& m, const Batch& b) { return nn::functional::mse_loss(m.forward(b.x), b.y); }
+
+std::string env_str(const char* k) {
+  const char* v = std::getenv(k);
+  return v ? v : "";
+}
+
+void check_stats(const dist::DDPStats& st, size_t nbuckets) {
+  REQUIRE(st.buckets.size() == nbuckets);
+  for (size_t k = 0; k < st.buckets.size(); ++k) {
+    const auto& b = st.buckets[k];
+    CHECK(b.bytes > 0);
+    CHECK(b.launch_ms >= b.ready_ms - 1e-3);  // events on one stream: ordered (elapsed has ~0.5 us resolution)
+    CHECK(b.finish_ms >= b.launch_ms);
+  }
+  CHECK(st.done_ms >= st.backward_end_ms - 1e-3);
+  CHECK(st.hidden_fraction >= 0.0);
+  CHECK(st.hidden_fraction <= 1.0);
+}
+
+void worker_equivalence() {
+  const int world = dist::get_world_size();
+  const TrainConfig c;
+  const auto ref = reference_train(1000, world, c, kDev);
+
+  const DDPRun a = ddp_train(1000, DDPOptions{}, c, kDev);
+  CHECK_MESSAGE(compare_params(a.params, ref, kGpuF32Tol).empty(), compare_params(a.params, ref, kGpuF32Tol));
+  CHECK(a.grads_share_storage);
+  CHECK(a.stats.iteration == c.steps);
+  check_stats(a.stats, 1);
+  std::printf("%s", a.stats.str().c_str());
+
+  DDPOptions small;
+  small.first_bucket_cap_mb = mb(16);
+  small.bucket_cap_mb = mb(1000);
+  const DDPRun s = ddp_train(1000, small, c, kDev);
+  CHECK_MESSAGE(compare_params(s.params, ref, kGpuF32Tol).empty(), compare_params(s.params, ref, kGpuF32Tol));
+  CHECK(s.buckets == std::vector<std::vector<std::string>>{{"4.bias"}, {"4.weight"}, {"0.bias", "0.weight"}});
+  check_stats(s.stats, 3);
+  std::printf("%s", s.stats.str().c_str());
+
+  DDPOptions late = small;
+  late.overlap = false;
+  const DDPRun l = ddp_train(1000, late, c, kDev);
+  CHECK_MESSAGE(compare_params(l.params, ref, kGpuF32Tol).empty(), compare_params(l.params, ref, kGpuF32Tol));
+  check_stats(l.stats, 3);
+  for (const auto& b : l.stats.buckets) CHECK(b.launch_ms >= l.stats.backward_end_ms - 1e-3);
+
+  DDPOptions noview;
+  noview.gradient_as_bucket_view = false;
+  TrainConfig keep = c;
+  keep.set_to_none = false;
+  const DDPRun nv = ddp_train(1000, noview, keep, kDev);
+  CHECK_MESSAGE(compare_params(nv.params, ref, kGpuF32Tol).empty(), compare_params(nv.params, ref, kGpuF32Tol));
+  CHECK_FALSE(nv.grads_share_storage);
+
+  TrainConfig acc = c;
+  acc.no_sync = true;
+  for (bool view : {true, false}) {
+    CAPTURE(view);
+    DDPOptions o;
+    o.gradient_as_bucket_view = view;
+    const DDPRun ns = ddp_train(1000, o, acc, kDev);
+    CHECK_MESSAGE(compare_params(ns.params, ref, kGpuF32Tol).empty(), compare_params(ns.params, ref, kGpuF32Tol));
+    CHECK(ns.stats.iteration == c.steps);
+  }
+
+  DDPOptions half;
+  half.comm_dtype = DType::f16;
+  const DDPRun h = ddp_train(1000, half, c, kDev);
+  CHECK_MESSAGE(compare_params(h.params, ref, kF16CommTol).empty(), compare_params(h.params, ref, kF16CommTol));
+  CHECK(max_abs_diff(h.params, a.params) > 0.0);
+  REQUIRE(h.stats.buckets.size() == 1);
+  CHECK(h.stats.buckets[0].bytes * 2 == a.stats.buckets[0].bytes);
+
+  DDPOptions bhalf;
+  bhalf.comm_dtype = DType::bf16;
+  const DDPRun bh = ddp_train(1000, bhalf, c, kDev);
+  CHECK_MESSAGE(compare_params(bh.params, ref, kBF16CommTol).empty(), compare_params(bh.params, ref, kBF16CommTol));
+}
+
+void worker_unused() {
+  const int rank = dist::get_rank(), world = dist::get_world_size();
+  const int64_t B = 4;
+  auto make = [](bool use_fc2) {
+    manual_seed(55);
+    auto m = std::make_shared<TwoHeadsGpu>(use_fc2);
+    m->to(kDev);
+    return m;
+  };
+  auto my_rows = [&](int step) { return rows(vec_batch(step, world * B, 4, 3), rank * B, B); };
+  {
+    DistributedDataParallel ddp(make(false));
+    std::string err;
+    try {
+      mse(ddp, my_rows(0)).backward();
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+    CHECK_MESSAGE(err.find("DDP: these parameters received no gradient in this iteration: fc2.weight, fc2.bias.") !=
+                      std::string::npos,
+                  err);
+  }
+  // fc2 used on rank 1 only: every rank gets (0 + g1) / world for it; fc1 gets the average.
+  for (bool view : {true, false}) {
+    CAPTURE(view);
+    std::vector<std::pair<std::string, Tensor>> expected;
+    for (int q = 0; q < world; ++q) {
+      auto m = make(q == 1);
+      mse(*m, rows(vec_batch(0, world * B, 4, 3), q * B, B)).backward();
+      size_t j = 0;
+      for (const auto& [k, p] : m->named_parameters()) {
+        const Tensor g = native::to(p.grad().defined() ? p.grad() : zeros_like(p), kCPU, DType::f32);
+        if (q == 0) expected.emplace_back(k, g * (1.0 / world));
+        else expected[j].second = expected[j].second + g * (1.0 / world);
+        ++j;
+      }
+    }
+    DDPOptions o;
+    o.find_unused_parameters = true;
+    o.gradient_as_bucket_view = view;
+    auto model = make(rank == 1);
+    DistributedDataParallel ddp(model, o);
+    mse(ddp, my_rows(0)).backward();
+    std::vector<std::pair<std::string, Tensor>> got;
+    for (const auto& [k, p] : model->named_parameters()) {
+      REQUIRE_MESSAGE(p.grad().defined(), k);
+      got.emplace_back(k, native::to(p.grad(), kCPU, DType::f32, true));
+    }
+    CHECK_MESSAGE(compare_params(got, expected, kGpuF32Tol).empty(), compare_params(got, expected, kGpuF32Tol));
+  }
+  // Unused everywhere: .grad stays undefined.
+  DDPOptions o;
+  o.find_unused_parameters = true;
+  auto model = make(false);
+  DistributedDataParallel ddp(model, o);
+  mse(ddp, my_rows(1)).backward();
+  for (const auto& [k, p] : model->named_parameters()) CHECK_MESSAGE(p.grad().defined() == (k.rfind("fc1.", 0) == 0), k);
+}
+
+void worker_buffers_and_scaler() {
+  const int rank = dist::get_rank(), world = dist::get_world_size();
+  {
+    auto m = std::make_shared<BuffersGpu>(rank);
+    m->to(kDev);
+    DistributedDataParallel ddp(m);
+    CHECK(m->param("w").to_vector<float>() == std::vector<float>{0.5f, 0.5f, 0.5f});
+    CHECK(m->buffer("count").item<int64_t>() == 7);
+    CHECK(m->buffer("flag").to_vector<float>() == std::vector<float>{1.0f, 0.0f});
+    native::fill_(m->buffer("stat"), 5.0 + rank);
+    ddp.forward(ones({2, 3}, TensorOptions().device(kDev)));
+    CHECK(m->buffer("stat").to_vector<float>() == std::vector<float>{5.0f, 5.0f, 5.0f});
+  }
+  manual_seed(3);
+  auto model = std::make_shared<nn::Linear>(4, 3);
+  model->to(kDev);
+  DistributedDataParallel ddp(model);
+  optim::SGD opt(ddp.parameters(), optim::SGDOptions{.lr = 0.1});
+  amp::GradScaler scaler;
+  dist::sync_grad_scaler(scaler);
+  const Batch b = rows(vec_batch(0, world * 2, 4, 3), rank * 2, 2);
+  const Tensor w0 = native::to(model->weight(), kCPU, DType::f32, true);
+  scaler.scale(mse(ddp, b)).backward();
+  if (rank == 0) native::fill_(native::narrow(native::flatten(model->weight().grad()), 0, 0, 1), INFINITY);
+  CHECK_FALSE(scaler.step(opt));
+  scaler.update();
+  CHECK(scaler.skipped_steps() == 1);
+  CHECK(scaler.get_scale() == 32768.0);
+  CHECK(compare(native::to(model->weight(), kCPU, DType::f32, true), w0, Tol{0, 0}).empty());
+  opt.zero_grad();
+  scaler.scale(mse(ddp, b)).backward();
+  CHECK(scaler.step(opt));
+  scaler.update();
+}
+
+}  // namespace
+
+TEST_CASE("ddp_gpu_worker_entry" * doctest::skip()) {
+  const std::string scenario = env_str("RG_DDP_WORKER");
+  REQUIRE_MESSAGE(!scenario.empty(), "the worker entry runs only under launch_ranks()");
+  cuda::set_device(0);
+  dist::InitOptions io;
+  io.backend = "ring";
+  io.device = kDev;
+  io.timeout = std::chrono::milliseconds(120000);
+  dist::init_process_group(io);
+  struct Destroy {
+    ~Destroy() { dist::destroy_process_group(); }
+  } destroy;
+  if (scenario == "equivalence") worker_equivalence();
+  else if (scenario == "unused") worker_unused();
+  else if (scenario == "buffers-scaler") worker_buffers_and_scaler();
+  else FAIL("unknown scenario ", scenario);
+  cuda::synchronize();
+  std::printf("OK %s rank %d\n", scenario.c_str(), dist::get_rank());
+  std::fflush(stdout);
+}
+
+#define CHECK_GPU_RANKS(nproc, scenario)                                                    \
+  do {                                                                                      \
+    const Outcome out_ = launch_ranks((nproc), "ddp_gpu_worker_entry", (scenario));         \
+    CHECK_MESSAGE(out_.code == 0, out_.report);                                             \
+    CHECK_MESSAGE(count_in_logs(out_, std::string("OK ") + (scenario) + " rank") == (nproc), out_.report); \
+  } while (0)
+
+TEST_CASE("DDP on one GPU (cuda ring): 2 and 3 ranks x batch B equal 1 process x batch world*B" *
+          doctest::skip(no_gpu())) {
+  for (int world : {2, 3}) {
+    CAPTURE(world);
+    CHECK_GPU_RANKS(world, "equivalence");
+  }
+}
+
+TEST_CASE("DDP on one GPU (cuda ring): unused parameters" * doctest::skip(no_gpu())) {
+  CHECK_GPU_RANKS(2, "unused");
+}
+
+TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank" *
+          doctest::skip(no_gpu())) {
+  CHECK_GPU_RANKS(2, "buffers-scaler");
+}

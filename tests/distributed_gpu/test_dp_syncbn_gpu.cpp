@@ -1,0 +1,135 @@
+// DataParallel and SyncBatchNorm on real GPUs: DP on {cuda:0, cuda:0} (two replica streams on one
+// GPU) and on every visible GPU against one process; SyncBN with 2 ranks sharing one GPU through
+// the CUDA ring backend against BatchNorm2d on the full batch; DDP + SyncBN against one process.
+// The ranks run this same executable, selecting the skipped test case "dp_syncbn_gpu_worker_entry".
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "core/cuda_api.h"
+#include "distributed/cuda_backends.h"
+#include "distributed/dp_syncbn_util.h"
+
+using namespace rg;
+using namespace rg::test;
+using namespace rg::test::dpsb;
+
+namespace {
+
+// Cases skip (doctest) without a device, also outside ctest's exit-77 convention.
+bool no_gpu() { return cuda::device_count() == 0; }
+
+const char* kGpuEntry = "dp_syncbn_gpu_worker_entry";
+const Device kCuda0 = Device::cuda(0);
+
+std::shared_ptr<nn::Module> on_gpu(std::shared_ptr<nn::Module> m) {
+  m->to(kCuda0);
+  return m;
+}
+
+void expect_ok_gpu(const std::string& scenario) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Outcome o = launch_self(2, kGpuEntry, scenario);
+  CHECK_MESSAGE(o.code == 0, o.report);
+  for (int r = 0; r < 2; ++r) {
+    const std::string ok = "OK " + scenario + " on rank " + std::to_string(r);
+    CHECK_MESSAGE(o.report.find(ok) != std::string::npos, "no '", ok, "' line:\n", o.report);
+  }
+  MESSAGE(scenario, ": ", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s");
+}
+
+}  // namespace
+
+TEST_CASE("DataParallel on {cuda:0, cuda:0} (two streams) = one process on cuda:0, 5 SGD-momentum steps" *
+          doctest::skip(no_gpu())) {
+  SUBCASE("conv net, inputs on the GPU") {
+    train_and_compare(on_gpu(small_net(false, 31)), {kCuda0, kCuda0}, 8, 5,
+                      [](nn::Module& ref, const Tensor& x) { return ref.forward(x); }, kCuda0);
+  }
+  SUBCASE("conv net, inputs on the host (scatter copies them), uneven batch 7 = 4 + 3") {
+    train_and_compare(on_gpu(small_net(false, 32)), {kCuda0, kCuda0}, 7, 5,
+                      [](nn::Module& ref, const Tensor& x) { return ref.forward(x); }, kCPU);
+  }
+  SUBCASE("conv net with BN: per-replica statistics, against the per-chunk computation") {
+    train_and_compare(on_gpu(small_net(true, 33)), {kCuda0, kCuda0}, 8, 5,
+                      [](nn::Module& ref, const Tensor& x) { return per_chunk_forward(ref, x, {4, 4}); }, kCuda0);
+  }
+  SUBCASE("three streams, phases synchronised for timing") {
+    train_and_compare(on_gpu(small_net(true, 34)), {kCuda0, kCuda0, kCuda0}, 9, 3,
+                      [](nn::Module& ref, const Tensor& x) { return per_chunk_forward(ref, x, {3, 3, 3}); }, kCuda0,
+                      dist::DataParallelOptions{.sync_timing = true});
+  }
+}
+
+TEST_CASE("DataParallel on every visible GPU = one process" * doctest::skip(no_gpu())) {
+  const int n = cuda::device_count();
+  if (n < 2) {
+    MESSAGE("skipped: ", n, " GPU visible, real multi-GPU DataParallel needs 2");
+    return;
+  }
+  std::vector<Device> devices;
+  for (int i = 0; i < n; ++i) devices.push_back(Device::cuda(i));
+  train_and_compare(on_gpu(small_net(false, 35)), devices, 2 * n + 1, 5,
+                    [](nn::Module& ref, const Tensor& x) { return ref.forward(x); }, kCPU);
+}
+
+TEST_CASE("DataParallel on GPU: an exception in a replica names it; timings with and without sync" *
+          doctest::skip(no_gpu())) {
+  auto net = on_gpu(small_net(false, 36));
+  auto dp = std::make_shared<dist::DataParallel>(net, std::vector<Device>{kCuda0, kCuda0});
+  CHECK_THROWS_WITH_AS(dp->forward(uniform({4, 5, 8, 8}, -1.0, 1.0, DType::f32, 1, kCuda0)),
+                       doctest::Contains("replica 0 on device cuda:0"), Error);  // 5 channels, conv wants 3
+  const Tensor y = dp->forward(batch(6, 2, kCuda0));
+  y.sum().backward();
+  const dist::DataParallelTimings t = dp->timings();
+  CHECK(t.replicas == 2);
+  CHECK(t.forward_ms > 0);
+  CHECK(t.reduce_ms >= 0);
+  CHECK(t.backward_ms >= t.reduce_ms);
+}
+
+TEST_CASE("SyncBatchNorm, 2 ranks on one GPU (CUDA ring) = BatchNorm2d on the full batch" *
+          doctest::skip(no_gpu())) {
+  expect_ok_gpu("syncbn");
+}
+
+TEST_CASE("DDP + SyncBatchNorm, 2 ranks on one GPU = one process with BN on the double batch" *
+          doctest::skip(no_gpu())) {
+  expect_ok_gpu("ddp");
+}
+
+TEST_CASE("dp_syncbn_gpu_worker_entry" * doctest::skip()) {
+  const std::string scenario = scenario_env();
+  REQUIRE_MESSAGE(!scenario.empty(), "the worker entry runs only under launch_self()");
+  dist::register_cuda_backends();
+  cuda::set_device(0);  // every rank on the same GPU: the ring backend's CUDA IPC path
+  dist::InitOptions io;
+  io.backend = "ring";
+  io.device = kCuda0;
+  io.timeout = std::chrono::milliseconds(120000);
+  auto pg = dist::init_process_group(io);
+  const int rank = pg->rank();
+  if (scenario == "syncbn") {
+    compare_with_full_batch(pg, {4, 4}, 5, /*mean_loss=*/true, 3, {}, 1, kCuda0);
+    compare_with_full_batch(pg, {3, 1}, 4, /*mean_loss=*/false, 2, {}, 4, kCuda0);
+    compare_with_full_batch(pg, {1, 2}, 1, false, 2, {}, 6, kCuda0);  // one value per channel on rank 0
+    compare_with_full_batch(pg, {3, 0}, 2, false, 2, {}, 7, kCuda0);  // nothing on rank 1
+    // Eval: no communication.
+    auto sbn = std::make_shared<dist::SyncBatchNorm>(3, nn::BatchNormOptions{}, pg);
+    sbn->to(kCuda0);
+    sbn->eval();
+    const uint64_t seq = pg->sequence_number();
+    sbn->forward(uniform({2, 3, 4, 4}, -1.0, 1.0, DType::f32, 8, kCuda0));
+    CHECK(pg->sequence_number() == seq);
+  } else if (scenario == "ddp") {
+    ddp_syncbn_vs_one_process(pg, kCuda0);
+  } else {
+    FAIL("unknown scenario ", scenario);
+  }
+  pg->barrier()->synchronize();
+  pg.reset();
+  dist::destroy_process_group();
+  std::printf("OK %s on rank %d\n", scenario.c_str(), rank);
+  std::fflush(stdout);
+}
