@@ -1,0 +1,207 @@
+// Samplers, batch collation, the worker pool with its ordered bounded queue (Note [Loader
+// determinism]) and the asynchronous host-to-device batch copy (Note [Async batch copies]).
+#include "data/dataloader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "core/allocator.h"
+#include "core/cuda_api.h"
+#include "core/native.h"
+
+namespace rg::data {
+
+// ---- samplers
+std::vector<int64_t> SequentialSampler::indices(int64_t) const {
+  std::vector<int64_t> v(static_cast<size_t>(n_));
+  std::iota(v.begin(), v.end(), int64_t{0});
+  return v;
+}
+
+std::vector<int64_t> RandomSampler::indices(int64_t epoch) const {
+  return shuffled_indices(n_, seed_ + static_cast<uint64_t>(epoch));
+}
+
+std::vector<int64_t> DistributedSamplerAdapter::indices(int64_t epoch) const {
+  DistributedSampler s = s_;
+  s.set_epoch(epoch);
+  return s.indices();
+}
+
+// ---- batches
+namespace {
+Tensor host_tensor(const Shape& shape, DType dtype, bool pinned) {
+  if (!pinned) return empty(shape, dtype);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = allocate_pinned_storage(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->sizes = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+struct HostHold {
+  Tensor images, labels;
+  cuda::Event copied;
+  ~HostHold() {
+    try {
+      copied.synchronize();
+    } catch (...) {  // a failing device is reported by the next op; never throw from a destructor
+    }
+  }
+};
+}  // namespace
+
+Batch to_device(const Batch& b, Device device) {
+  if (device.is_cpu()) return b;
+  RG_CHECK(b.images.is_cpu() && b.labels.is_cpu() && b.images.is_contiguous() && b.labels.is_contiguous(),
+           "to_device: expected a contiguous host batch, got ", b.images.describe(), " and ", b.labels.describe());
+  cuda::DeviceGuard guard(device.index);
+  Batch out;
+  out.indices = b.indices;
+  out.batch_index = b.batch_index;
+  out.images = empty(b.images.sizes(), TensorOptions(b.images.dtype()).device(device));
+  out.labels = empty(b.labels.sizes(), TensorOptions(b.labels.dtype()).device(device));
+  cuda::memcpy(out.images.data_ptr(), b.images.data_ptr(), b.images.nbytes(), cuda::CopyKind::HostToDevice, true);
+  cuda::memcpy(out.labels.data_ptr(), b.labels.data_ptr(), b.labels.nbytes(), cuda::CopyKind::HostToDevice, true);
+  auto hold = std::make_shared<HostHold>();
+  hold->images = b.images;
+  hold->labels = b.labels;
+  hold->copied.record(cuda::current_stream(device.index));
+  out.hold = std::move(hold);
+  return out;
+}
+
+// ---- the loader
+DataLoader::DataLoader(std::shared_ptr<const ClassifyDataset> dataset, std::shared_ptr<const Sampler> sampler,
+                       ImageTransform transform, DataLoaderOptions options)
+    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), transform_(std::move(transform)), opts_(options) {
+  RG_CHECK(dataset_ && sampler_, "DataLoader: dataset and sampler are required");
+  RG_CHECK(opts_.batch_size >= 1, "DataLoader: batch_size must be >= 1, got ", opts_.batch_size);
+  RG_CHECK(opts_.workers >= 0, "DataLoader: workers must be >= 0, got ", opts_.workers);
+  if (opts_.prefetch_batches <= 0) opts_.prefetch_batches = 2 * std::max(opts_.workers, 1);
+}
+
+DataLoader::~DataLoader() { stop_workers(); }
+
+int64_t DataLoader::num_batches() const {
+  const int64_t n = sampler_->size(), b = opts_.batch_size;
+  return opts_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+Batch DataLoader::make_batch(int64_t epoch, int64_t b) const {
+  RG_CHECK(b >= 0 && b < num_batches(), "DataLoader: batch ", b, " out of range [0, ", num_batches(), ")");
+  return build(sampler_->indices(epoch), epoch, b);
+}
+
+Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const {
+  const auto begin = static_cast<size_t>(b * opts_.batch_size);
+  const size_t end = std::min(order.size(), begin + static_cast<size_t>(opts_.batch_size));
+  const auto n = static_cast<int64_t>(end - begin);
+  Batch out;
+  out.batch_index = b;
+  out.indices.assign(order.begin() + static_cast<std::ptrdiff_t>(begin), order.begin() + static_cast<std::ptrdiff_t>(end));
+  out.labels = host_tensor({n}, DType::i64, opts_.pin_memory);
+  int64_t* lab = out.labels.data<int64_t>();
+  int64_t C = 0, H = 0, W = 0;
+  uint8_t* dst = nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t idx = out.indices[static_cast<size_t>(i)];
+    SampleRng rng(opts_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx));
+    Image img = dataset_->load(idx);
+    if (transform_) img = transform_(img, rng);
+    if (i == 0) {
+      C = img.channels, H = img.height, W = img.width;
+      out.images = host_tensor({n, C, H, W}, DType::u8, opts_.pin_memory);
+      dst = out.images.data<uint8_t>();
+    }
+    RG_CHECK(img.channels == C && img.height == H && img.width == W, "DataLoader: sample ", idx, " is ", img.height,
+             "x", img.width, "x", img.channels, " after its transform but the batch's first is ", H, "x", W, "x", C,
+             "; give the transform a fixed size");
+    lab[i] = dataset_->label(idx);
+    uint8_t* o = dst + i * C * H * W;
+    const uint8_t* src = img.pixels.data();
+    const int64_t hw = H * W;
+    for (int64_t p = 0; p < hw; ++p) {
+      for (int64_t c = 0; c < C; ++c) o[c * hw + p] = src[p * C + c];
+    }
+  }
+  return out;
+}
+
+void DataLoader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_work_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  std::lock_guard<std::mutex> lk(mu_);
+  ready_.clear();
+  stop_ = false;
+}
+
+void DataLoader::start_epoch(int64_t epoch, int64_t start_batch) {
+  stop_workers();
+  epoch_ = epoch;
+  order_ = sampler_->indices(epoch);
+  RG_CHECK(static_cast<int64_t>(order_.size()) == sampler_->size(), "DataLoader: the sampler gave ", order_.size(),
+           " indices for epoch ", epoch, " but its size is ", sampler_->size());
+  nbatches_ = num_batches();
+  RG_CHECK(start_batch >= 0 && start_batch <= nbatches_, "DataLoader: start batch ", start_batch, " not in [0, ",
+           nbatches_, "]");
+  next_claim_ = next_consume_ = start_batch;
+  const int64_t remaining = nbatches_ - start_batch;
+  const int nthreads = static_cast<int>(std::min<int64_t>(opts_.workers, remaining));
+  for (int i = 0; i < nthreads; ++i) threads_.emplace_back([this] { worker_loop(); });
+}
+
+void DataLoader::worker_loop() {
+  for (;;) {
+    int64_t b = 0;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_work_.wait(lk, [&] {
+        return stop_ || next_claim_ >= nbatches_ || next_claim_ < next_consume_ + opts_.prefetch_batches;
+      });
+      if (stop_ || next_claim_ >= nbatches_) return;
+      b = next_claim_++;
+    }
+    Slot slot;
+    try {
+      slot.batch = build(order_, epoch_, b);  // order_ and epoch_ are fixed while workers run
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ready_[b] = std::move(slot);
+    }
+    cv_ready_.notify_all();
+  }
+}
+
+bool DataLoader::next(Batch* out) {
+  if (next_consume_ >= nbatches_) return false;
+  if (threads_.empty()) {
+    *out = build(order_, epoch_, next_consume_++);
+    return true;
+  }
+  Slot slot;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_ready_.wait(lk, [&] { return ready_.count(next_consume_) > 0; });
+    auto it = ready_.find(next_consume_);
+    slot = std::move(it->second);
+    ready_.erase(it);
+    ++next_consume_;
+  }
+  cv_work_.notify_all();
+  if (slot.error) std::rethrow_exception(slot.error);
+  *out = std::move(slot.batch);
+  return true;
+}
+
+}  // namespace rg::data

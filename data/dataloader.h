@@ -1,0 +1,153 @@
+// Samplers and the classification DataLoader: worker threads decode and augment samples into
+// u8 (B, C, H, W) batches (pinned for CUDA), in order, through a bounded prefetch queue; the
+// consumer moves a batch to its device asynchronously and normalises it there.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/tensor.h"
+#include "data/dataset.h"
+#include "data/distributed_sampler.h"
+#include "data/image.h"
+#include "data/sample_rng.h"
+
+namespace rg::data {
+
+// ---- samplers: the dataset indices of one epoch, in order.
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  virtual std::vector<int64_t> indices(int64_t epoch) const = 0;
+  virtual int64_t size() const = 0;  // len(sampler): the length of indices(epoch) for every epoch
+};
+
+// 0, 1, ..., n-1 every epoch.
+class SequentialSampler : public Sampler {
+ public:
+  explicit SequentialSampler(int64_t n) : n_(n) {}
+  std::vector<int64_t> indices(int64_t epoch) const override;
+  int64_t size() const override { return n_; }
+
+ private:
+  int64_t n_;
+};
+
+// A permutation keyed by seed + epoch (shuffled_indices, the same one DistributedSampler uses,
+// so a one-rank DistributedSampler and a RandomSampler with the same seed agree).
+class RandomSampler : public Sampler {
+ public:
+  RandomSampler(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  std::vector<int64_t> indices(int64_t epoch) const override;
+  int64_t size() const override { return n_; }
+  uint64_t seed() const { return seed_; }
+
+ private:
+  int64_t n_;
+  uint64_t seed_;
+};
+
+// This rank's share (Note [DistributedSampler semantics]); the epoch passed in replaces set_epoch.
+class DistributedSamplerAdapter : public Sampler {
+ public:
+  explicit DistributedSamplerAdapter(DistributedSampler s) : s_(std::move(s)) {}
+  std::vector<int64_t> indices(int64_t epoch) const override;
+  int64_t size() const override { return s_.num_samples(); }
+  const DistributedSampler& sampler() const { return s_; }
+
+ private:
+  DistributedSampler s_;
+};
+
+// The per-sample transform: the image and its SampleRng(seed, epoch, index).
+using ImageTransform = std::function<Image(const Image&, SampleRng&)>;
+
+// One batch. On the host: images (B, C, H, W) u8, labels (B) i64, in pinned memory when asked.
+// After to_device: the same on the device; host copies stay alive (in `hold`) until the copies
+// have finished (Note [Async batch copies]).
+struct Batch {
+  Tensor images;                 // (B, C, H, W) u8
+  Tensor labels;                 // (B) i64
+  std::vector<int64_t> indices;  // the dataset indices, in batch order
+  int64_t batch_index = 0;       // position in the epoch
+  std::shared_ptr<void> hold;
+};
+
+// Note [Async batch copies]
+// to_device issues both host-to-device copies with async = true on the device's current stream
+// (pinned source memory makes them truly asynchronous), records an event after them, and keeps
+// the host tensors in Batch::hold, whose destructor waits for that event: the pinned block can
+// only go back to the pinned cache (and be refilled by a worker) once the copy has read it. Kernels
+// that use the device tensors are queued on the same stream, so they see the data without a host wait.
+Batch to_device(const Batch& b, Device device);
+
+struct DataLoaderOptions {
+  int64_t batch_size = 32;
+  bool drop_last = false;
+  int workers = 2;          // 0: load in the calling thread
+  int prefetch_batches = 0; // batches made ahead of the consumer; 0 = 2 * max(workers, 1)
+  bool pin_memory = false;  // page-locked host batches (for CUDA)
+  uint64_t seed = 0;        // the augmentation seed (Note [Per-sample randomness])
+};
+
+// Note [Loader determinism]
+// Batch b of epoch e holds the samples sampler.indices(e)[b*B, (b+1)*B), each transformed with
+// SampleRng(seed, e, dataset index): its content depends on nothing else -- not on the worker
+// count, on which worker made it, on timing, or on whether the epoch was started at batch b by a
+// resumed run. Workers claim batch numbers in increasing order and the consumer receives them in
+// that order; a worker's exception is rethrown to the consumer at that batch.
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const ClassifyDataset> dataset, std::shared_ptr<const Sampler> sampler,
+             ImageTransform transform, DataLoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  int64_t num_batches() const;  // per epoch
+  int64_t num_samples() const { return sampler_->size(); }
+  const DataLoaderOptions& options() const { return opts_; }
+
+  // Starts epoch `epoch` at batch `start_batch` (stopping any epoch in progress).
+  void start_epoch(int64_t epoch, int64_t start_batch = 0);
+  // The next batch of the current epoch, in order; false at its end.
+  bool next(Batch* out);
+
+  // Makes batch `b` of `epoch` synchronously, as a worker would (tests compare against it).
+  Batch make_batch(int64_t epoch, int64_t b) const;
+
+ private:
+  Batch build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const;
+  void stop_workers();
+  void worker_loop();
+
+  std::shared_ptr<const ClassifyDataset> dataset_;
+  std::shared_ptr<const Sampler> sampler_;
+  ImageTransform transform_;
+  DataLoaderOptions opts_;
+
+  // the current epoch
+  int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
+  int64_t nbatches_ = 0;
+  int64_t next_claim_ = 0;    // next batch number a worker takes
+  int64_t next_consume_ = 0;  // next batch number the consumer returns
+  struct Slot {
+    Batch batch;
+    std::exception_ptr error;
+  };
+  std::map<int64_t, Slot> ready_;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_ready_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace rg::data

@@ -1,0 +1,268 @@
+// Image decoding/encoding: JPEG through libjpeg-turbo here, PNG through stb (data/image_stb.cpp);
+// plus flip, crop (with fill outside) and bilinear resize.
+#include "data/image.h"
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cctype>
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "core/error.h"
+
+namespace rg::data {
+
+namespace detail {
+Image decode_png_stb(const uint8_t* data, size_t size, const std::string& name, int channels);
+std::string encode_png_stb(const Image& img, const std::string& name);
+}  // namespace detail
+
+Image::Image(int64_t h, int64_t w, int64_t c, uint8_t fill)
+    : height(h), width(w), channels(c), pixels(static_cast<size_t>(h * w * c), fill) {
+  RG_CHECK(h >= 0 && w >= 0 && c >= 1 && c <= 4, "Image: bad size ", h, "x", w, "x", c);
+}
+
+ImageFormat sniff_format(const uint8_t* d, size_t n) {
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return ImageFormat::Jpeg;
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (n >= 8 && std::memcmp(d, kPng, 8) == 0) return ImageFormat::Png;
+  return ImageFormat::Unknown;
+}
+
+ImageFormat format_from_extension(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  if (dot == std::string::npos) return ImageFormat::Unknown;
+  std::string ext = path.substr(dot + 1);
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == "jpg" || ext == "jpeg") return ImageFormat::Jpeg;
+  if (ext == "png") return ImageFormat::Png;
+  return ImageFormat::Unknown;
+}
+
+// ---- JPEG (libjpeg-turbo)
+// Note [libjpeg errors]
+// libjpeg reports fatal errors through error_exit, which must not return: we longjmp back to the
+// setjmp in the caller. Everything that changes between setjmp and a longjmp lives in a heap
+// object reached through an unchanged pointer (automatic variables modified after setjmp are
+// indeterminate after longjmp), and no C++ object with a destructor is created on the C frames.
+// Warnings are recorded, not printed; "premature end of file" makes the decode fail.
+namespace {
+struct JpegErr {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  char msg[JMSG_LENGTH_MAX] = {0};
+  bool truncated = false;
+};
+
+void jpeg_on_error(j_common_ptr c) {
+  auto* e = reinterpret_cast<JpegErr*>(c->err);
+  (*c->err->format_message)(c, e->msg);
+  std::longjmp(e->jump, 1);
+}
+
+void jpeg_on_message(j_common_ptr c, int level) {
+  if (level >= 0) return;  // trace messages
+  auto* e = reinterpret_cast<JpegErr*>(c->err);
+  c->err->num_warnings++;
+  if (c->err->msg_code == JWRN_JPEG_EOF) e->truncated = true;
+}
+
+struct JpegDecodeState {
+  jpeg_decompress_struct cinfo;
+  JpegErr err;
+  bool created = false;
+  Image img;
+  ~JpegDecodeState() {
+    if (created) jpeg_destroy_decompress(&cinfo);
+  }
+};
+
+struct JpegEncodeState {
+  jpeg_compress_struct cinfo;
+  JpegErr err;
+  bool created = false;
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  ~JpegEncodeState() {
+    if (created) jpeg_destroy_compress(&cinfo);
+    std::free(buf);
+  }
+};
+
+Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int channels) {
+  auto st = std::make_unique<JpegDecodeState>();
+  st->cinfo.err = jpeg_std_error(&st->err.pub);
+  st->err.pub.error_exit = jpeg_on_error;
+  st->err.pub.emit_message = jpeg_on_message;
+  if (setjmp(st->err.jump)) {
+    RG_THROW("cannot decode '", name, "': ", st->err.msg);
+  }
+  jpeg_create_decompress(&st->cinfo);
+  st->created = true;
+  jpeg_mem_src(&st->cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&st->cinfo, TRUE);
+  const bool gray = channels == 1 || (channels == 0 && st->cinfo.num_components == 1);
+  st->cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&st->cinfo);
+  st->img = Image(st->cinfo.output_height, st->cinfo.output_width, st->cinfo.output_components);
+  while (st->cinfo.output_scanline < st->cinfo.output_height) {
+    JSAMPROW row = st->img.pixels.data() +
+                   static_cast<size_t>(st->cinfo.output_scanline) * st->img.width * st->img.channels;
+    jpeg_read_scanlines(&st->cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&st->cinfo);
+  jpeg_destroy_decompress(&st->cinfo);
+  st->created = false;
+  RG_CHECK(!st->err.truncated, "cannot decode '", name, "': JPEG file is truncated (premature end of data)");
+  return std::move(st->img);
+}
+}  // namespace
+
+std::string encode_jpeg(const Image& img, int quality, const std::string& name) {
+  RG_CHECK(img.channels == 1 || img.channels == 3, "cannot encode '", name, "' as JPEG: ", img.channels,
+           " channels (1 or 3 supported)");
+  RG_CHECK(img.height > 0 && img.width > 0, "cannot encode '", name, "' as JPEG: empty image");
+  RG_CHECK(quality >= 1 && quality <= 100, "cannot encode '", name, "' as JPEG: quality ", quality,
+           " not in 1..100");
+  auto st = std::make_unique<JpegEncodeState>();
+  st->cinfo.err = jpeg_std_error(&st->err.pub);
+  st->err.pub.error_exit = jpeg_on_error;
+  st->err.pub.emit_message = jpeg_on_message;
+  if (setjmp(st->err.jump)) {
+    RG_THROW("cannot encode '", name, "' as JPEG: ", st->err.msg);
+  }
+  jpeg_create_compress(&st->cinfo);
+  st->created = true;
+  jpeg_mem_dest(&st->cinfo, &st->buf, &st->size);
+  st->cinfo.image_width = static_cast<JDIMENSION>(img.width);
+  st->cinfo.image_height = static_cast<JDIMENSION>(img.height);
+  st->cinfo.input_components = static_cast<int>(img.channels);
+  st->cinfo.in_color_space = img.channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&st->cinfo);
+  jpeg_set_quality(&st->cinfo, quality, TRUE);
+  jpeg_start_compress(&st->cinfo, TRUE);
+  while (st->cinfo.next_scanline < st->cinfo.image_height) {
+    // libjpeg takes non-const rows but only reads them.
+    JSAMPROW row = const_cast<uint8_t*>(img.pixels.data()) +
+                   static_cast<size_t>(st->cinfo.next_scanline) * img.width * img.channels;
+    jpeg_write_scanlines(&st->cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&st->cinfo);
+  jpeg_destroy_compress(&st->cinfo);
+  st->created = false;
+  return std::string(reinterpret_cast<const char*>(st->buf), st->size);
+}
+
+std::string encode_png(const Image& img, const std::string& name) { return detail::encode_png_stb(img, name); }
+
+// ---- by content
+Image decode_image(const uint8_t* data, size_t size, const std::string& name, int channels) {
+  RG_CHECK(channels == 0 || channels == 1 || channels == 3, "decode_image('", name, "'): channels must be 0, 1 or 3, got ",
+           channels);
+  RG_CHECK(size > 0, "cannot decode '", name, "': empty file");
+  switch (sniff_format(data, size)) {
+    case ImageFormat::Jpeg:
+      return decode_jpeg(data, size, name, channels);
+    case ImageFormat::Png:
+      return detail::decode_png_stb(data, size, name, channels);
+    default:
+      RG_THROW("cannot decode '", name, "': not a JPEG or PNG file");
+  }
+}
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  RG_CHECK(f, "cannot read '", path, "': ", std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  RG_CHECK(!f.bad(), "cannot read '", path, "': I/O error");
+  return bytes;
+}
+}  // namespace
+
+Image read_image(const std::string& path, int channels) {
+  const std::string bytes = read_file(path);
+  return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, channels);
+}
+
+void write_image(const std::string& path, const Image& img, int quality) {
+  std::string bytes;
+  switch (format_from_extension(path)) {
+    case ImageFormat::Jpeg:
+      bytes = encode_jpeg(img, quality, path);
+      break;
+    case ImageFormat::Png:
+      bytes = encode_png(img, path);
+      break;
+    default:
+      RG_THROW("cannot write '", path, "': unknown image extension (use .jpg, .jpeg or .png)");
+  }
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  RG_CHECK(f, "cannot write '", path, "': ", std::strerror(errno));
+  const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
+  const bool ok = n == bytes.size() && std::fflush(f) == 0;
+  const int err = errno;
+  std::fclose(f);
+  RG_CHECK(ok, "cannot write '", path, "': ", std::strerror(err));
+}
+
+// ---- geometry
+Image hflip(const Image& img) {
+  Image out(img.height, img.width, img.channels);
+  const int64_t c = img.channels;
+  for (int64_t y = 0; y < img.height; ++y) {
+    for (int64_t x = 0; x < img.width; ++x) {
+      std::memcpy(out.at(y, img.width - 1 - x), img.at(y, x), static_cast<size_t>(c));
+    }
+  }
+  return out;
+}
+
+Image crop(const Image& img, int64_t top, int64_t left, int64_t h, int64_t w, uint8_t fill) {
+  RG_CHECK(h >= 0 && w >= 0, "crop: negative size ", h, "x", w);
+  Image out(h, w, img.channels, fill);
+  const int64_t c = img.channels;
+  for (int64_t y = 0; y < h; ++y) {
+    const int64_t sy = top + y;
+    if (sy < 0 || sy >= img.height) continue;
+    const int64_t x0 = std::max<int64_t>(0, -left), x1 = std::min<int64_t>(w, img.width - left);
+    if (x1 <= x0) continue;
+    std::memcpy(out.at(y, x0), img.at(sy, left + x0), static_cast<size_t>((x1 - x0) * c));
+  }
+  return out;
+}
+
+Image resize_bilinear(const Image& img, int64_t out_h, int64_t out_w) {
+  RG_CHECK(out_h > 0 && out_w > 0, "resize: bad output size ", out_h, "x", out_w);
+  RG_CHECK(img.height > 0 && img.width > 0, "resize: empty input image");
+  Image out(out_h, out_w, img.channels);
+  const double sh = static_cast<double>(img.height) / out_h, sw = static_cast<double>(img.width) / out_w;
+  const int64_t c = img.channels;
+  for (int64_t y = 0; y < out_h; ++y) {
+    const double fy = std::clamp((y + 0.5) * sh - 0.5, 0.0, static_cast<double>(img.height - 1));
+    const auto y0 = static_cast<int64_t>(fy);
+    const int64_t y1 = std::min(y0 + 1, img.height - 1);
+    const double ay = fy - static_cast<double>(y0);
+    for (int64_t x = 0; x < out_w; ++x) {
+      const double fx = std::clamp((x + 0.5) * sw - 0.5, 0.0, static_cast<double>(img.width - 1));
+      const auto x0 = static_cast<int64_t>(fx);
+      const int64_t x1 = std::min(x0 + 1, img.width - 1);
+      const double ax = fx - static_cast<double>(x0);
+      for (int64_t k = 0; k < c; ++k) {
+        const double top = img.at(y0, x0)[k] * (1 - ax) + img.at(y0, x1)[k] * ax;
+        const double bot = img.at(y1, x0)[k] * (1 - ax) + img.at(y1, x1)[k] * ax;
+        out.at(y, x)[k] = static_cast<uint8_t>(std::clamp(top * (1 - ay) + bot * ay + 0.5, 0.0, 255.0));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace rg::data

@@ -1,0 +1,64 @@
+// Helpers for the data tests: a temporary directory removed at scope exit, small images with
+// known pixels, and reading/writing raw files.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "data/image.h"
+
+namespace rg::test {
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/rg_data_XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
+};
+
+// Pixel (y, x, c) = (y * 31 + x * 17 + c * 101 + seed) mod 256: every byte value appears, neighbours differ.
+inline data::Image pattern_image(int64_t h, int64_t w, int64_t c, int seed = 0) {
+  data::Image img(h, w, c);
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      for (int64_t k = 0; k < c; ++k) img.at(y, x)[k] = static_cast<uint8_t>((y * 31 + x * 17 + k * 101 + seed) % 256);
+    }
+  }
+  return img;
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// The message of the rg::Error (or any exception) thrown by fn, or "" when none is thrown.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace rg::test
