@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "distributed/cuda_backends.h"
+#include "core/cuda_api.h"
 #include "distributed/process_group.h"
 #include "distributed/ring_cpu.h"
 #include "distributed/store.h"
@@ -131,7 +132,10 @@ std::string resolve_backend(const InitOptions& o) {
   if (o.backend != "auto") return o.backend;
   if (const char* b = env("RINGGRAD_BACKEND")) return b;
   register_cuda_backends();
-  if (o.device.is_cuda() && has_backend("nccl", DeviceType::CUDA)) return "nccl";
+  // NCCL needs a GPU of its own per rank; several ranks sharing one GPU use our CUDA ring.
+  const char* local_world = env("LOCAL_WORLD_SIZE");
+  const bool gpu_per_rank = !local_world || std::atoi(local_world) <= cuda::device_count();
+  if (o.device.is_cuda() && gpu_per_rank && has_backend("nccl", DeviceType::CUDA)) return "nccl";
   return "ring";
 }
 

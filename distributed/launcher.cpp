@@ -1,5 +1,6 @@
 // The multi-process launcher (Note [Launcher] in launcher.h): environment per rank, fork/exec
 // with PR_SET_PDEATHSIG, signal forwarding, and stopping every rank when one fails.
+#include <filesystem>
 #include "distributed/launcher.h"
 
 #include <dirent.h>
@@ -129,7 +130,7 @@ std::string device_table(const LaunchOptions& o, const VisibleGpus& gpus) {
   const int world = o.nnodes * o.nproc_per_node;
   std::string t = "ringgrad launch: " + std::to_string(world) + " rank" + (world == 1 ? "" : "s") + " (" +
                   std::to_string(o.nnodes) + " node" + (o.nnodes == 1 ? "" : "s") + " x " +
-                  std::to_string(o.nproc_per_node) + "), backend " + o.backend + ", master " + o.master_addr + ":" +
+                  std::to_string(o.nproc_per_node) + "), backend " + (o.backend.empty() ? std::string("chosen by the program") : o.backend) + ", master " + o.master_addr + ":" +
                   std::to_string(o.master_port) + "\n";
   const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
   t += "  CUDA_VISIBLE_DEVICES=" + std::string(cvd ? cvd : "(unset)") + ", " + std::to_string(gpus.count()) +
@@ -164,7 +165,8 @@ LaunchResult launch(const LaunchOptions& in) {
   RG_CHECK(o.node_rank >= 0 && o.node_rank < o.nnodes, "ringgrad launch: --node-rank ", o.node_rank,
            " is out of range for --nnodes ", o.nnodes);
   RG_CHECK(!o.program.empty(), "ringgrad launch: no program given (ringgrad launch [options] -- <program> [args])");
-  RG_CHECK(o.backend == "ring" || o.backend == "nccl", "ringgrad launch: --backend must be ring or nccl, got '",
+  RG_CHECK(o.backend.empty() || o.backend == "ring" || o.backend == "nccl",
+           "ringgrad launch: --backend must be ring or nccl, got '",
            o.backend, "'");
   if (o.master_port == 0) {
     RG_CHECK(o.nnodes == 1, "ringgrad launch: --master-port is required with --nnodes ", o.nnodes,
@@ -206,7 +208,7 @@ LaunchResult launch(const LaunchOptions& in) {
     e["LOCAL_WORLD_SIZE"] = std::to_string(o.nproc_per_node);
     e["GROUP_RANK"] = std::to_string(o.node_rank);
     e["GROUP_WORLD_SIZE"] = std::to_string(o.nnodes);
-    e["RINGGRAD_BACKEND"] = o.backend;
+    if (!o.backend.empty()) e["RINGGRAD_BACKEND"] = o.backend;
     for (const auto& [k, v] : o.env) e[k] = v;
     auto& s = env_s[static_cast<size_t>(local)];
     for (const auto& [k, v] : e) s.push_back(k + "=" + v);
@@ -215,6 +217,9 @@ LaunchResult launch(const LaunchOptions& in) {
   }
   std::vector<net::Fd> logs;
   if (!o.log_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.log_dir, ec);
+    RG_CHECK(!ec, "ringgrad launch: cannot create the log directory ", o.log_dir, ": ", ec.message());
     for (int local = 0; local < o.nproc_per_node; ++local) {
       const int rank = o.node_rank * o.nproc_per_node + local;
       const std::string path = o.log_dir + "/rank_" + std::to_string(rank) + ".log";

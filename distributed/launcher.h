@@ -16,11 +16,13 @@ struct LaunchOptions {
   int node_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 0;           // 0: a free port, picked here (single node only)
-  std::string backend = "ring";  // "ring" or "nccl" (nccl: one visible GPU per rank, checked)
+  // "ring" or "nccl" (nccl: one visible GPU per rank, checked), exported as RINGGRAD_BACKEND;
+  // empty leaves the choice to the program (init_process_group's "auto").
+  std::string backend;
   std::string program;           // a path, or a name looked up in PATH
   std::vector<std::string> args;
   std::vector<std::pair<std::string, std::string>> env;  // extra variables for every rank (win over ours)
-  std::string log_dir;           // when set, rank r's stdout and stderr go to <log_dir>/rank_<r>.log
+  std::string log_dir;           // when set (created if missing), rank r's output goes to <log_dir>/rank_<r>.log
   bool verbose = true;           // print the rank -> device table and failures to stderr
   bool forward_signals = true;   // SIGINT/SIGTERM sent to the launcher are passed on to the ranks
   Millis kill_grace{3000};       // after SIGTERM, ranks still alive this much later get SIGKILL
@@ -37,7 +39,8 @@ struct LaunchResult {
 
 // Note [Launcher]
 // - Each rank gets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-//   GROUP_RANK (node rank), GROUP_WORLD_SIZE, RINGGRAD_BACKEND, and OMP_NUM_THREADS=1 unless set.
+//   GROUP_RANK (node rank), GROUP_WORLD_SIZE, RINGGRAD_BACKEND (when a backend was named), and
+//   OMP_NUM_THREADS=1 unless set.
 // - Each rank runs in its own process group with PR_SET_PDEATHSIG=SIGKILL: if the launcher dies,
 //   even by SIGKILL, its ranks die too. (The signal follows the *thread* that forked: call launch
 //   from a thread that outlives the job.)

@@ -63,10 +63,12 @@ struct Job {
 // Runs `dist_worker args...` on nproc local ranks (logs captured; at most two minutes).
 inline Job run_workers(int nproc, const std::vector<std::string>& args,
                        const std::vector<std::pair<std::string, std::string>>& env = {},
-                       std::chrono::milliseconds job_timeout = std::chrono::milliseconds(120000)) {
+                       std::chrono::milliseconds job_timeout = std::chrono::milliseconds(120000),
+                       const std::string& backend = "") {
   TempDir dir;
   dist::LaunchOptions o;
   o.nproc_per_node = nproc;
+  o.backend = backend;
   o.program = RG_DIST_WORKER;
   o.args = args;
   o.env = env;

@@ -60,6 +60,13 @@ TEST_CASE("launch: every rank gets the rendezvous variables") {
   CHECK(j.result.pids.size() == 3);
 }
 
+TEST_CASE("launch: a named backend is exported as RINGGRAD_BACKEND") {
+  Job j = run_workers(2, {"env", "--nproc", "2", "--backend", "ring"}, {{"EXTRA_VAR", "42"}},
+                      std::chrono::milliseconds(120000), "ring");
+  CHECK_MESSAGE(j.result.exit_code == 0, j.all_logs());
+  CHECK(j.count("OK env") == 2);
+}
+
 TEST_CASE("launch: a crashing rank stops the others and its exit code is returned") {
   const auto t0 = std::chrono::steady_clock::now();
   Job j = run_workers(4, {"crash", "--crasher", "2", "--code", "7"});
