@@ -23,6 +23,8 @@
 #include "cuda_kernels/comm.h"
 #endif
 
+#include "bench_util.h"
+
 using namespace rg;
 
 namespace {
@@ -97,12 +99,6 @@ std::string self_exe() {
 
 #ifdef RINGGRAD_WITH_CUDA
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 std::string human(int64_t bytes) {
   char b[32];
   if (bytes >= (int64_t{1} << 20)) {
@@ -141,7 +137,7 @@ void measure_copy(int dev, double* memcpy_bw, double* kernel_bw) {
       e1.synchronize();
       if (rep > 0) ms.push_back(e0.elapsed_ms(e1));
     }
-    return static_cast<double>(bytes) / (median(ms) * 1e-3);
+    return static_cast<double>(bytes) / (bench::median(ms) * 1e-3);
   };
   *memcpy_bw = time_it(false);
   *kernel_bw = time_it(true);
@@ -207,7 +203,7 @@ int run_worker(const Args& a) {
       last->synchronize();
       per_op.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count() / iters);
     }
-    const double sec = median(per_op);
+    const double sec = bench::median(per_op);
     if (r == 0) {
       if (out.is_open()) out << bytes << " " << sec << "\n" << std::flush;
       if (a.table) {

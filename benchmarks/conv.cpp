@@ -4,7 +4,6 @@
 // GFLOP/s of our im2col convolution vs our GEMM of the same (M, K, N). Runs without a GPU.
 // Usage: bench_conv [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +20,8 @@
 #if defined(RINGGRAD_WITH_CUDNN)
 #include <cudnn.h>
 #endif
+
+#include "bench_util.h"
 
 using namespace rg;
 
@@ -55,23 +56,6 @@ ConvParams params_of(const Layer& l) {
   return p;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-double time_cpu_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return median(ms);
-}
-
 Tensor rnd(const Shape& s, DType dt, Device dev, uint64_t seed) {
   Generator g(seed);
   return native::to(rand(s, DType::f32, &g), dev, dt);
@@ -94,7 +78,7 @@ void cpu_rows(int reps, int64_t N) {
     const int64_t M = l.O, K = l.C * l.k * l.k, Ncols = N * Ho * Ho;
     const Tensor a = rnd({1, M, K}, DType::f32, kCPU, 4), b = rnd({1, K, Ncols}, DType::f32, kCPU, 5);
     const Tensor c = empty({1, M, Ncols});
-    const double gemm_ms = time_cpu_ms([&] { native::bmm_out(c, a, b); }, 1, reps);
+    const double gemm_ms = bench::time_cpu_ms([&] { native::bmm_out(c, a, b); }, 1, reps);
     struct Dir {
       const char* name;
       std::function<void()> fn;
@@ -105,7 +89,7 @@ void cpu_rows(int reps, int64_t N) {
         {"bwd-w", [&] { native::conv2d_bwd_weight(gy, x, w.sizes(), p); }},
     };
     for (const Dir& d : dirs) {
-      const double ms = time_cpu_ms(d.fn, 1, reps);
+      const double ms = bench::time_cpu_ms(d.fn, 1, reps);
       std::printf("%-17s %-5s %12.1f %12.1f %10.2f\n", l.name, d.name, fl / ms * 1e-6, fl / gemm_ms * 1e-6,
                   gemm_ms / ms);
       std::fflush(stdout);
@@ -115,23 +99,6 @@ void cpu_rows(int reps, int64_t N) {
 
 // ---- GPU
 #if defined(RINGGRAD_WITH_CUDNN)
-// Median over `reps` of the mean of `inner` back-to-back calls (so that host work overlaps the
-// device's), in milliseconds per call.
-double time_gpu_ms(const std::function<void()>& fn, int warmup, int reps, int inner = 10) {
-  for (int i = 0; i < warmup; ++i) fn();
-  cuda::synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    cuda::Event start(true), stop(true);
-    start.record();
-    for (int k = 0; k < inner; ++k) fn();
-    stop.record();
-    stop.synchronize();
-    ms.push_back(start.elapsed_ms(stop) / inner);
-  }
-  return median(ms);
-}
-
 #define BENCH_CUDNN_CHECK(expr)                                                                  \
   do {                                                                                           \
     const cudnnStatus_t st_ = (expr);                                                            \
@@ -246,7 +213,7 @@ void gpu_rows(int reps, int64_t N) {
         if (dir == 0) fn = [&] { native::conv2d(x, w, Tensor(), p); };
         if (dir == 1) fn = [&] { native::conv2d_bwd_input(gy, w, x.sizes(), p); };
         if (dir == 2) fn = [&] { native::conv2d_bwd_weight(gy, x, w.sizes(), p); };
-        const double ours = time_gpu_ms(fn, 3, reps);  // the first call finds and caches the algorithm
+        const double ours = bench::time_gpu_ms(fn, 3, reps, 10);  // the first call finds and caches the algorithm
         const std::string backend = detail::last_conv_backend();
         // cuDNN's own timing of its best algorithm, on separate output buffers
         const Tensor y_out = empty(gy.sizes(), TensorOptions(dt).device(dev));
@@ -290,7 +257,7 @@ int main(int argc, char** argv) {
     if (cuda::device_count() > 0) {
       gpu_rows(reps, gpu_batch);
     } else {
-      std::printf("GPU: skipped (%s)\n", cuda::built_with_cuda() ? "no CUDA device visible" : "built without CUDA");
+      std::printf("GPU: skipped (%s)\n", bench::no_gpu_reason());
     }
     std::printf("\n");
   }

@@ -4,7 +4,6 @@
 // CPU: the parallel memcpy of the copy kernel). Usage:
 //   bench_elementwise [--reps N] [--gpu-mib M (256)] [--cpu-mib M (64)] [--cpu-only] [--gpu-only]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,42 +15,11 @@
 #include "core/cuda_api.h"
 #include "core/native.h"
 
+#include "bench_util.h"
+
 using namespace rg;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Median milliseconds of `reps` runs of fn on the current stream, after `warmup` runs.
-double time_gpu_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  cuda::synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    cuda::Event start(true), stop(true);
-    start.record();
-    fn();
-    stop.record();
-    stop.synchronize();
-    ms.push_back(start.elapsed_ms(stop));
-  }
-  return median(ms);
-}
-
-double time_cpu_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return median(ms);
-}
 
 struct Op {
   const char* name;
@@ -108,7 +76,7 @@ void row(DType dt, const char* op, double mib, double ms, double bytes, double c
 void run_device(Device dev, double mib, int reps) {
   const bool gpu = dev.is_cuda();
   auto timed = [&](const std::function<void()>& fn) {
-    return gpu ? time_gpu_ms(fn, 3, reps) : time_cpu_ms(fn, 2, reps);
+    return gpu ? bench::time_gpu_ms(fn, 3, reps) : bench::time_cpu_ms(fn, 2, reps);
   };
   for (DType dt : {DType::f32, DType::f16}) {
     const int64_t n = static_cast<int64_t>(mib * 1024 * 1024) / static_cast<int64_t>(dtype_size(dt));
@@ -168,7 +136,7 @@ int main(int argc, char** argv) {
       header(("GPU: " + cuda::device_name(0) + " (" + cuda::runtime_version() + ")").c_str());
       run_device(Device::cuda(0), gpu_mib, reps);
     } else {
-      std::printf("\nGPU: skipped (%s)\n", cuda::built_with_cuda() ? "no CUDA device visible" : "built without CUDA");
+      std::printf("\nGPU: skipped (%s)\n", bench::no_gpu_reason());
     }
   }
   if (!gpu_only) {

@@ -4,12 +4,10 @@
 #include <Eigen/Dense>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,42 +16,11 @@
 #include "core/native.h"
 #include "core/random.h"
 
+#include "bench_util.h"
+
 using namespace rg;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Median milliseconds of `reps` runs of fn on the current stream, after `warmup` runs.
-double time_gpu_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  cuda::synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    cuda::Event start(true), stop(true);
-    start.record();
-    fn();
-    stop.record();
-    stop.synchronize();
-    ms.push_back(start.elapsed_ms(stop));
-  }
-  return median(ms);
-}
-
-double time_cpu_ms(const std::function<void()>& fn, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return median(ms);
-}
 
 double flops(int64_t m, int64_t n, int64_t k) { return 2.0 * static_cast<double>(m) * n * k; }
 
@@ -100,12 +67,12 @@ void gpu_rows(int reps) {
       {
         GemmBackendGuard bg(GemmBackend::Cublas);
         AllowTF32Guard tg(false);
-        ms_cublas = time_gpu_ms([&] { run(c_ref); }, 3, reps);
+        ms_cublas = bench::time_gpu_ms([&] { run(c_ref); }, 3, reps);
       }
       std::string kernel;
       {
         GemmBackendGuard bg(GemmBackend::Ours);
-        ms_ours = time_gpu_ms([&] { run(c_ours); }, 3, reps);
+        ms_ours = bench::time_gpu_ms([&] { run(c_ours); }, 3, reps);
         kernel = detail::last_gemm_kernel();
       }
       const double t_cublas = f / (ms_cublas * 1e-3) / 1e12, t_ours = f / (ms_ours * 1e-3) / 1e12;
@@ -114,7 +81,7 @@ void gpu_rows(int reps) {
       if (row.dt == DType::f32) {
         GemmBackendGuard bg(GemmBackend::Cublas);
         AllowTF32Guard tg(true);
-        const double ms_tf32 = time_gpu_ms([&] { run(c_ref); }, 3, reps);
+        const double ms_tf32 = bench::time_gpu_ms([&] { run(c_ref); }, 3, reps);
         std::printf("%-6s %-7s %14.1f %14s %12s  %-18s (cuBLAS with TF32, for reference)\n", "tf32", size,
                     f / (ms_tf32 * 1e-3) / 1e12, "-", "-", "cublas");
       }
@@ -137,11 +104,11 @@ void cpu_rows(int reps) {
     const double f = flops(n, n, n);
     Eigen::Map<const RowMajor> ea(a.data<float>(), n, n), eb(b.data<float>(), n, n);
     RowMajor ec(n, n);
-    const double ms_eigen = time_cpu_ms([&] { ec.noalias() = ea * eb; }, 1, r);
+    const double ms_eigen = bench::time_cpu_ms([&] { ec.noalias() = ea * eb; }, 1, r);
     const double g_eigen = f / (ms_eigen * 1e-3) / 1e9;
     try {
       Tensor out;
-      const double ms_rg = time_cpu_ms([&] { out = native::matmul(a, b); }, 1, r);
+      const double ms_rg = bench::time_cpu_ms([&] { out = native::matmul(a, b); }, 1, r);
       const double g_rg = f / (ms_rg * 1e-3) / 1e9;
       std::printf("%-6s %-7s %14.1f %14.1f %12.2f\n", "f32", size, g_rg, g_eigen, g_rg / g_eigen);
     } catch (const std::exception& e) {
@@ -169,7 +136,7 @@ int main(int argc, char** argv) {
     if (cuda::device_count() > 0) {
       gpu_rows(reps);
     } else {
-      std::printf("GPU: skipped (%s)\n", cuda::built_with_cuda() ? "no CUDA device visible" : "built without CUDA");
+      std::printf("GPU: skipped (%s)\n", bench::no_gpu_reason());
     }
     std::printf("\n");
   }

@@ -22,6 +22,8 @@
 #include "nn/functional.h"
 #include "nn/optim/sgd.h"
 
+#include "bench_util.h"
+
 using namespace rg;
 
 namespace {
@@ -198,8 +200,7 @@ int main(int argc, char** argv) {
   }
   if (gpu) {
     if (!cuda::is_available()) {
-      std::printf("%-7s (GPU rows skipped: %s)\n", "cuda", cuda::built_with_cuda() ? "no CUDA device visible"
-                                                                                : "built without CUDA");
+      std::printf("%-7s (GPU rows skipped: %s)\n", "cuda", bench::no_gpu_reason());
     } else {
       const int64_t batch = int_opt(argc, argv, "--batch", 64), size = int_opt(argc, argv, "--size", 224);
       const int steps = static_cast<int>(int_opt(argc, argv, "--steps", 20));

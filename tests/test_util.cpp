@@ -54,4 +54,8 @@ std::vector<Shape> odd_shapes() { return {{1}, {7}, {1023}, {4097}, {3, 5, 7}, {
 
 std::vector<DType> float_dtypes() { return {DType::f32, DType::f64, DType::f16, DType::bf16}; }
 
+std::vector<DType> all_dtypes() {
+  return {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8};
+}
+
 }  // namespace rg::test

@@ -1,12 +1,15 @@
 // Test helpers: tolerant tensor comparison with a useful failure message, random inputs on odd
-// shapes, per-dtype tolerances (atol + rtol * |ref|).
+// shapes, per-dtype tolerances (atol + rtol * |ref|), value-vector checks, error messages.
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/native.h"
 #include "core/random.h"
@@ -37,4 +40,52 @@ std::vector<Shape> odd_shapes();
 // All float dtypes (f32, f64, f16, bf16).
 std::vector<DType> float_dtypes();
 
+// Every dtype: the float ones, then i32, i64, u8, b8.
+std::vector<DType> all_dtypes();
+
+// Uniform in [lo, hi) from std::mt19937_64 (not our Philox: tests built on these values must not
+// depend on the RNG kernels).
+inline std::vector<double> uniform_values(int64_t n, double lo, double hi, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (double& x : v) x = u(g);
+  return v;
+}
+
+inline std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The message of the exception of type E (rg::Error unless named) that fn throws, or `none` when it
+// throws nothing; an exception of another type passes through.
+template <typename E = Error, typename Fn>
+std::string error_of(Fn&& fn, const std::string& none = "") {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return none;
+}
+
 }  // namespace rg::test
+
+// Runs gradcheck(fn, inputs[, opts]) and fails the test with gradcheck's message. Variadic so
+// that braced inputs (TL{a, b}) and lambdas pass through the preprocessor whole.
+#define CHECK_GRADCHECK(...)                                    \
+  do {                                                          \
+    const auto rg_gc_ = ::rg::autograd::gradcheck(__VA_ARGS__); \
+    CHECK_MESSAGE(rg_gc_.ok, rg_gc_.message);                   \
+  } while (0)
+
+// Element-wise |a - b| <= tol for two vectors of doubles, with the first difference reported.
+#define CHECK_VALUES(actual, expected, tol)                                                                   \
+  do {                                                                                                        \
+    const std::vector<double> rg_a_ = (actual), rg_e_ = (expected);                                           \
+    REQUIRE_MESSAGE(rg_a_.size() == rg_e_.size(), "size ", rg_a_.size(), " vs ", rg_e_.size());               \
+    for (size_t rg_i_ = 0; rg_i_ < rg_a_.size(); ++rg_i_) {                                                   \
+      CHECK_MESSAGE(std::fabs(rg_a_[rg_i_] - rg_e_[rg_i_]) <= (tol), "element ", rg_i_, ": got ", rg_a_[rg_i_], \
+                    ", expected ", rg_e_[rg_i_]);                                                             \
+    }                                                                                                         \
+  } while (0)

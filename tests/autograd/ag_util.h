@@ -1,9 +1,7 @@
 // Helpers shared by the autograd tests: f64 leaves with fixed-seed values (independent of the
-// RNG kernels), a gradcheck assertion that prints gradcheck's message, and value comparisons.
+// RNG kernels); the gradcheck and value-comparison assertions come from test_util.h.
 #pragma once
 
-#include <cmath>
-#include <random>
 #include <vector>
 
 #include "autograd/engine.h"
@@ -15,16 +13,11 @@ namespace rg::agtest {
 
 using autograd::gradcheck;
 using autograd::GradcheckOptions;
+using test::contains;
+using test::error_of;
+using test::uniform_values;  // std::mt19937_64, not our Philox: these tests must not depend on it
+using test::vals;
 using TL = std::vector<Tensor>;
-
-// Uniform in [lo, hi) from std::mt19937_64 (not our Philox: these tests must not depend on it).
-inline std::vector<double> uniform_values(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = u(g);
-  return v;
-}
 
 // An f64 CPU leaf with values uniform in [lo, hi).
 inline Tensor leaf(const Shape& shape, double lo = -1.0, double hi = 1.0, uint64_t seed = 1, bool requires_grad = true) {
@@ -52,25 +45,6 @@ inline Tensor leaf_of(const std::vector<double>& values, const Shape& shape, boo
 
 inline Tensor idx(const std::vector<int64_t>& values, const Shape& shape) { return from_vector<int64_t>(values, shape); }
 
-inline std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
-
 }  // namespace rg::agtest
 
-// Runs gradcheck(fn, inputs[, opts]) and fails the test with gradcheck's message. Variadic so
-// that braced inputs (TL{a, b}) and lambdas pass through the preprocessor whole.
-#define CHECK_GRADCHECK(...)                                                                 \
-  do {                                                                                       \
-    const auto rg_gc_ = ::rg::autograd::gradcheck(__VA_ARGS__);                              \
-    CHECK_MESSAGE(rg_gc_.ok, rg_gc_.message);                                                \
-  } while (0)
-
-// Element-wise |a - b| <= tol for two vectors of doubles, with the first difference reported.
-#define CHECK_VALUES(actual, expected, tol)                                                  \
-  do {                                                                                       \
-    const std::vector<double> rg_a_ = (actual), rg_e_ = (expected);                          \
-    REQUIRE_MESSAGE(rg_a_.size() == rg_e_.size(), "size ", rg_a_.size(), " vs ", rg_e_.size()); \
-    for (size_t rg_i_ = 0; rg_i_ < rg_a_.size(); ++rg_i_) {                                   \
-      CHECK_MESSAGE(std::fabs(rg_a_[rg_i_] - rg_e_[rg_i_]) <= (tol), "element ", rg_i_, ": got ", rg_a_[rg_i_], \
-                    ", expected ", rg_e_[rg_i_]);                                            \
-    }                                                                                        \
-  } while (0)
+// CHECK_GRADCHECK and CHECK_VALUES: test_util.h.

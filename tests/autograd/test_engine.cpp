@@ -12,19 +12,6 @@ using namespace rg;
 using namespace rg::agtest;
 
 namespace {
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// The message of the rg::Error that f throws ("" when it does not throw).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const rg::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 std::vector<double> times(const std::vector<double>& v, double s) {
   std::vector<double> out(v);
   for (double& x : out) x *= s;

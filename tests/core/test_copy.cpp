@@ -8,8 +8,7 @@ using namespace rg;
 
 namespace {
 
-const std::vector<DType> kAll = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                 DType::i32, DType::i64, DType::u8,  DType::b8};
+const std::vector<DType> kAll = test::all_dtypes();
 
 // Values every dtype of the source kind holds exactly (no negatives: float -> uint8 of a negative is undefined).
 std::vector<double> source_values(DType src) {

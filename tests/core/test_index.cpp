@@ -1,18 +1,18 @@
 // cat, stack, split, index_select, index_add_, gather and scatter_add_ on CPU: values from loops in
 // this file, every dtype for the copies, strided inputs, 0-dim and empty cases, and the errors.
 #include <cmath>
-#include <functional>
 
 #include "test_util.h"
 
 using namespace rg;
+using test::contains;
+using test::error_of;
 
 namespace {
 
 Tensor ref(const std::vector<double>& v, const Shape& s) { return from_vector<double>(v, s, DType::f64); }
 
-const std::vector<DType> kAllDTypes = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                      DType::i32, DType::i64, DType::u8,  DType::b8};
+const std::vector<DType> kAllDTypes = test::all_dtypes();
 
 // Integers 0..n-1 (mod 200, so they survive u8, f16 and bf16 exactly) as a tensor of dtype.
 Tensor iota(const Shape& s, DType dt) {
@@ -20,17 +20,6 @@ Tensor iota(const Shape& s, DType dt) {
   for (size_t i = 0; i < v.size(); ++i) v[i] = dt == DType::b8 ? static_cast<double>(i % 3 == 0) : static_cast<double>(i % 200);
   return native::to(ref(v, s), kCPU, dt);
 }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const rg::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& msg, const std::string& part) { return msg.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -86,15 +75,15 @@ TEST_CASE("cat promotes dtypes, skips legacy empty tensors and keeps empty slice
 
 TEST_CASE("cat errors name both shapes and the dim") {
   const std::string m = error_of([] { native::cat({zeros({2, 3}), zeros({4, 4})}, 0); });
-  CHECK(has(m, "cat"));
-  CHECK(has(m, "[2, 3]"));
-  CHECK(has(m, "[4, 4]"));
-  CHECK(has(m, "dimension 0"));
+  CHECK(contains(m, "cat"));
+  CHECK(contains(m, "[2, 3]"));
+  CHECK(contains(m, "[4, 4]"));
+  CHECK(contains(m, "dimension 0"));
   const std::string m2 = error_of([] { native::cat({zeros({2, 3}), zeros({2, 3, 1})}, 0); });
-  CHECK(has(m2, "[2, 3, 1]"));
-  CHECK(has(error_of([] { native::cat({scalar_tensor(1.0)}, 0); }), "zero-dimensional"));
-  CHECK(has(error_of([] { native::cat({}, 0); }), "non-empty"));
-  CHECK(has(error_of([] { native::cat({zeros({2, 3})}, 2); }), "dimension out of range"));
+  CHECK(contains(m2, "[2, 3, 1]"));
+  CHECK(contains(error_of([] { native::cat({scalar_tensor(1.0)}, 0); }), "zero-dimensional"));
+  CHECK(contains(error_of([] { native::cat({}, 0); }), "non-empty"));
+  CHECK(contains(error_of([] { native::cat({zeros({2, 3})}, 2); }), "dimension out of range"));
 }
 
 TEST_CASE("stack, split and split_with_sizes") {
@@ -105,7 +94,7 @@ TEST_CASE("stack, split and split_with_sizes") {
   CHECK(s.to_vector<double>() == std::vector<double>{0, 1, 2, 100, 101, 102, 3, 4, 5, 103, 104, 105});
   CHECK(native::stack({a, b}, -1).sizes() == Shape{2, 3, 2});
   CHECK(native::stack({scalar_tensor(1.0), scalar_tensor(2.0)}, 0).to_vector<double>() == std::vector<double>{1, 2});
-  CHECK(has(error_of([&] { native::stack({a, zeros({3, 2})}, 0); }), "[3, 2]"));
+  CHECK(contains(error_of([&] { native::stack({a, zeros({3, 2})}, 0); }), "[3, 2]"));
 
   const Tensor x = iota({7, 2}, DType::f64);
   const auto parts = native::split(x, 3, 0);
@@ -123,8 +112,8 @@ TEST_CASE("stack, split and split_with_sizes") {
   CHECK(ws[2].to_vector<double>()[0] == 4.0);
   CHECK(native::split(zeros({0, 3}), 2, 0).size() == 1);
   const std::string m = error_of([&] { native::split_with_sizes(x, {2, 2}, 0); });
-  CHECK(has(m, "sum exactly to 7"));
-  CHECK(has(m, "[2, 2]"));
+  CHECK(contains(m, "sum exactly to 7"));
+  CHECK(contains(m, "[2, 2]"));
   CHECK_THROWS_AS(native::split(x, -1, 0), rg::Error);
   CHECK_THROWS_AS(native::split(scalar_tensor(1.0), 1, 0), rg::Error);
 }
@@ -177,12 +166,12 @@ TEST_CASE("index_select along each dim, every dtype, both index dtypes") {
 TEST_CASE("index_select errors: out of range values and bad index tensors") {
   const Tensor x = zeros({5, 3});
   const std::string m = error_of([&] { native::index_select(x, 0, from_vector<int64_t>({1, 7})); });
-  CHECK(has(m, "index_select"));
-  CHECK(has(m, "index 7"));
-  CHECK(has(m, "size 5"));
-  CHECK(has(error_of([&] { native::index_select(x, 1, from_vector<int32_t>({-1})); }), "index -1"));
-  CHECK(has(error_of([&] { native::index_select(x, 0, from_vector<float>({1.0f})); }), "int32 or int64"));
-  CHECK(has(error_of([&] { native::index_select(x, 0, zeros({2, 2}, DType::i64)); }), "vector"));
+  CHECK(contains(m, "index_select"));
+  CHECK(contains(m, "index 7"));
+  CHECK(contains(m, "size 5"));
+  CHECK(contains(error_of([&] { native::index_select(x, 1, from_vector<int32_t>({-1})); }), "index -1"));
+  CHECK(contains(error_of([&] { native::index_select(x, 0, from_vector<float>({1.0f})); }), "int32 or int64"));
+  CHECK(contains(error_of([&] { native::index_select(x, 0, zeros({2, 2}, DType::i64)); }), "vector"));
 }
 
 TEST_CASE("index_add_ accumulates repeated indices, any dim, every float dtype") {
@@ -228,13 +217,13 @@ TEST_CASE("index_add_ accumulates repeated indices, any dim, every float dtype")
 TEST_CASE("index_add_ errors") {
   const Tensor out = zeros({5, 3});
   const std::string m = error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({5}), ones({1, 3})); });
-  CHECK(has(m, "index_add_"));
-  CHECK(has(m, "index 5"));
-  CHECK(has(m, "size 5"));
-  CHECK(has(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1, 2}), ones({3, 3})); }),
+  CHECK(contains(m, "index_add_"));
+  CHECK(contains(m, "index 5"));
+  CHECK(contains(m, "size 5"));
+  CHECK(contains(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1, 2}), ones({3, 3})); }),
             "number of indices (2)"));
-  CHECK(has(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1}), ones({1, 4})); }), "[1, 4]"));
-  CHECK(has(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1}), ones({1, 3}, DType::f64)); }),
+  CHECK(contains(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1}), ones({1, 4})); }), "[1, 4]"));
+  CHECK(contains(error_of([&] { native::index_add_(out, 0, from_vector<int64_t>({1}), ones({1, 3}, DType::f64)); }),
             "same scalar type"));
 }
 
@@ -270,11 +259,11 @@ TEST_CASE("gather along each dim with smaller index shapes, every dtype, strided
   CHECK(native::gather(scalar_tensor(3.0), 0, scalar_tensor(0.0, DType::i64)).item() == 3.0);
   CHECK(native::gather(xt, 0, empty({0, 3}, DType::i64)).sizes() == Shape{0, 3});
   const std::string m = error_of([&] { native::gather(xt, 1, from_vector<int64_t>({0, 3}, {1, 2})); });
-  CHECK(has(m, "gather"));
-  CHECK(has(m, "index 3"));
-  CHECK(has(m, "size 3"));
-  CHECK(has(error_of([&] { native::gather(xt, 1, zeros({5, 1}, DType::i64)); }), "[5, 1]"));
-  CHECK(has(error_of([&] { native::gather(xt, 0, zeros({2}, DType::i64)); }), "same number of dimensions"));
+  CHECK(contains(m, "gather"));
+  CHECK(contains(m, "index 3"));
+  CHECK(contains(m, "size 3"));
+  CHECK(contains(error_of([&] { native::gather(xt, 1, zeros({5, 1}, DType::i64)); }), "[5, 1]"));
+  CHECK(contains(error_of([&] { native::gather(xt, 0, zeros({2}, DType::i64)); }), "same number of dimensions"));
 }
 
 TEST_CASE("scatter_add_ accumulates along dim with repeated indices, strided tensors") {
@@ -308,11 +297,11 @@ TEST_CASE("scatter_add_ accumulates along dim with repeated indices, strided ten
                        from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2}));
   CHECK(base.to_vector<double>() == std::vector<double>{0, 4, 0, 0, 6, 0});
   const std::string m = error_of([] { native::scatter_add_(zeros({3}), 0, from_vector<int64_t>({3}), ones({1})); });
-  CHECK(has(m, "scatter_add_"));
-  CHECK(has(m, "index 3"));
-  CHECK(has(m, "size 3"));
-  CHECK(has(error_of([] { native::scatter_add_(zeros({3, 2}), 0, zeros({2, 3}, DType::i64), ones({2, 3})); }),
+  CHECK(contains(m, "scatter_add_"));
+  CHECK(contains(m, "index 3"));
+  CHECK(contains(m, "size 3"));
+  CHECK(contains(error_of([] { native::scatter_add_(zeros({3, 2}), 0, zeros({2, 3}, DType::i64), ones({2, 3})); }),
             "[2, 3]"));
-  CHECK(has(error_of([] { native::scatter_add_(zeros({3, 2}), 0, zeros({2, 2}, DType::i64), ones({1, 2})); }),
+  CHECK(contains(error_of([] { native::scatter_add_(zeros({3, 2}), 0, zeros({2, 2}, DType::i64), ones({1, 2})); }),
             "no larger than src"));
 }

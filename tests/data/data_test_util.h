@@ -11,6 +11,7 @@
 #include <string>
 
 #include "data/image.h"
+#include "test_util.h"  // error_of<std::exception>: data code also throws std:: errors
 
 namespace rg::test {
 
@@ -48,17 +49,6 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
 inline std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-// The message of the rg::Error (or any exception) thrown by fn, or "" when none is thrown.
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace rg::test

@@ -203,7 +203,7 @@ TEST_CASE("DataLoader: a worker's error reaches the consumer at that batch") {
     dl.start_epoch(0);
     Batch b;
     for (int i = 0; i < 3; ++i) REQUIRE(dl.next(&b));  // batches 0..2 hold samples 0..11
-    const std::string e = error_of([&] { dl.next(&b); });
+    const std::string e = error_of<std::exception>([&] { dl.next(&b); });
     CHECK(e.find("cannot decode 'sample_13.png'") != std::string::npos);
     CHECK(dl.next(&b));  // batch 4 is fine
   }
@@ -212,7 +212,7 @@ TEST_CASE("DataLoader: a worker's error reaches the consumer at that batch") {
   DataLoader dl(odd, std::make_shared<SequentialSampler>(8), nullptr, o);
   dl.start_epoch(0);
   Batch b;
-  const std::string e = error_of([&] { dl.next(&b); dl.next(&b); });
+  const std::string e = error_of<std::exception>([&] { dl.next(&b); dl.next(&b); });
   CHECK(e.find("sample 5 is 7x6x3") != std::string::npos);
 }
 

@@ -112,7 +112,7 @@ TEST_CASE("image: write_image / read_image by extension") {
   CHECK(format_from_extension("x.png") == ImageFormat::Png);
   CHECK(format_from_extension("x.gif") == ImageFormat::Unknown);
   CHECK(format_from_extension("noext") == ImageFormat::Unknown);
-  const std::string e = error_of([&] { write_image(dir / "c.gif", img); });
+  const std::string e = error_of<std::exception>([&] { write_image(dir / "c.gif", img); });
   CHECK(e.find("c.gif") != std::string::npos);
   CHECK(e.find("unknown image extension") != std::string::npos);
 }
@@ -123,32 +123,32 @@ TEST_CASE("image: corrupt, truncated, empty and missing files raise errors namin
   const std::string png = encode_png(pattern_image(32, 32, 3));
 
   rg::test::write_bytes(dir / "trunc.jpg", jpg.substr(0, jpg.size() * 3 / 4));  // cut inside the scan data
-  std::string e = error_of([&] { read_image(dir / "trunc.jpg"); });
+  std::string e = error_of<std::exception>([&] { read_image(dir / "trunc.jpg"); });
   CHECK(e.find("cannot decode '" + (dir / "trunc.jpg") + "'") != std::string::npos);
   CHECK_MESSAGE(e.find("truncated") != std::string::npos, e);
   rg::test::write_bytes(dir / "header.jpg", jpg.substr(0, 200));  // cut inside the headers: libjpeg's own words
-  e = error_of([&] { read_image(dir / "header.jpg"); });
+  e = error_of<std::exception>([&] { read_image(dir / "header.jpg"); });
   CHECK_MESSAGE(e.find("cannot decode '" + (dir / "header.jpg") + "': ") != std::string::npos, e);
 
   std::string bad = jpg;  // a JPEG signature followed by garbage
   for (size_t i = 3; i < bad.size(); ++i) bad[i] = static_cast<char>(i * 7);
   rg::test::write_bytes(dir / "garbage.jpg", bad);
-  e = error_of([&] { read_image(dir / "garbage.jpg"); });
+  e = error_of<std::exception>([&] { read_image(dir / "garbage.jpg"); });
   CHECK(e.find("cannot decode '" + (dir / "garbage.jpg") + "'") != std::string::npos);
 
   rg::test::write_bytes(dir / "trunc.png", png.substr(0, png.size() / 2));
-  e = error_of([&] { read_image(dir / "trunc.png"); });
+  e = error_of<std::exception>([&] { read_image(dir / "trunc.png"); });
   CHECK(e.find("cannot decode '" + (dir / "trunc.png") + "'") != std::string::npos);
 
   rg::test::write_bytes(dir / "text.jpg", "hello, this is not an image");
-  e = error_of([&] { read_image(dir / "text.jpg"); });
+  e = error_of<std::exception>([&] { read_image(dir / "text.jpg"); });
   CHECK(e.find("cannot decode '" + (dir / "text.jpg") + "': not a JPEG or PNG file") != std::string::npos);
 
   rg::test::write_bytes(dir / "empty.png", "");
-  e = error_of([&] { read_image(dir / "empty.png"); });
+  e = error_of<std::exception>([&] { read_image(dir / "empty.png"); });
   CHECK(e.find("cannot decode '" + (dir / "empty.png") + "': empty file") != std::string::npos);
 
-  e = error_of([&] { read_image(dir / "missing.png"); });
+  e = error_of<std::exception>([&] { read_image(dir / "missing.png"); });
   CHECK(e.find("cannot read '" + (dir / "missing.png") + "'") != std::string::npos);
 
   // A good file still decodes after all those failures (no state left behind).
@@ -157,9 +157,9 @@ TEST_CASE("image: corrupt, truncated, empty and missing files raise errors namin
 }
 
 TEST_CASE("image: encode argument errors") {
-  CHECK(error_of([] { encode_jpeg(pattern_image(4, 4, 4)); }).find("1 or 3 supported") != std::string::npos);
-  CHECK(error_of([] { encode_jpeg(pattern_image(4, 4, 3), 0); }).find("quality") != std::string::npos);
-  CHECK(error_of([] { encode_png(Image()); }).find("PNG") != std::string::npos);
+  CHECK(error_of<std::exception>([] { encode_jpeg(pattern_image(4, 4, 4)); }).find("1 or 3 supported") != std::string::npos);
+  CHECK(error_of<std::exception>([] { encode_jpeg(pattern_image(4, 4, 3), 0); }).find("quality") != std::string::npos);
+  CHECK(error_of<std::exception>([] { encode_png(Image()); }).find("PNG") != std::string::npos);
 }
 
 TEST_CASE("image: hflip and crop with fill") {

@@ -42,7 +42,7 @@ TEST_CASE("ImageFolder: class order, sample order and labels follow torchvision"
   CHECK(f.label(7) == 2);
   CHECK(f.load(0) == pattern_image(4, 5, 3, 7));
   CHECK(f.load(1) == pattern_image(4, 5, 3, 3));
-  CHECK(error_of([&] { f.path(8); }).find("out of range") != std::string::npos);
+  CHECK(error_of<std::exception>([&] { f.path(8); }).find("out of range") != std::string::npos);
 }
 
 TEST_CASE("ImageFolder: explicit classes (a val split read with the train split's classes)") {
@@ -55,7 +55,7 @@ TEST_CASE("ImageFolder: explicit classes (a val split read with the train split'
   CHECK(v.label(0) == 0);
   CHECK(v.label(1) == 1);
   CHECK(v.label(2) == 1);
-  const std::string e = error_of([&] { ImageFolder(d / "val", {"cat", "cow"}); });
+  const std::string e = error_of<std::exception>([&] { ImageFolder(d / "val", {"cat", "cow"}); });
   CHECK(e.find("cow") != std::string::npos);
 }
 
@@ -63,12 +63,12 @@ TEST_CASE("ImageFolder: errors for a class without images, no classes, and a mis
   rg::test::TempDir d;
   put_png(d, "r/ok/1.png", 1);
   rg::test::write_bytes(d / "r/empty/readme.txt", "x");
-  std::string e = error_of([&] { ImageFolder(d / "r"); });
+  std::string e = error_of<std::exception>([&] { ImageFolder(d / "r"); });
   CHECK(e.find("found no valid file for the classes empty") != std::string::npos);
   std::filesystem::create_directories(d / "none");
-  e = error_of([&] { ImageFolder(d / "none"); });
+  e = error_of<std::exception>([&] { ImageFolder(d / "none"); });
   CHECK(e.find("couldn't find any class folder") != std::string::npos);
-  e = error_of([&] { ImageFolder(d / "missing"); });
+  e = error_of<std::exception>([&] { ImageFolder(d / "missing"); });
   CHECK(e.find("is not a directory") != std::string::npos);
 }
 
@@ -76,6 +76,6 @@ TEST_CASE("ImageFolder: a corrupt image fails at load, naming the file") {
   rg::test::TempDir d;
   rg::test::write_bytes(d / "r/a/bad.png", "\x89PNG\r\n\x1a\n garbage");
   ImageFolder f(d / "r");
-  const std::string e = error_of([&] { f.load(0); });
+  const std::string e = error_of<std::exception>([&] { f.load(0); });
   CHECK(e.find("cannot decode '" + (d / "r/a/bad.png") + "'") != std::string::npos);
 }

@@ -83,7 +83,7 @@ TEST_CASE("synthetic: make_classify_dataset writes an ImageFolder tree, idempote
   // Other options in the same directory: refused, naming the directory.
   ClassifyDataOptions other = o;
   other.size = 24;
-  const std::string e = error_of([&] { make_classify_dataset(other, false); });
+  const std::string e = error_of<std::exception>([&] { make_classify_dataset(other, false); });
   CHECK(e.find("'" + o.out + "' holds a dataset made with other options") != std::string::npos);
 }
 
@@ -101,8 +101,8 @@ TEST_CASE("synthetic: JPEG format and option checks") {
   CHECK(read_image(o.out + "/val/circle/000000.jpg").width == 24);
   ClassifyDataOptions bad = o;
   bad.classes = 9;
-  CHECK(error_of([&] { make_classify_dataset(bad, false); }).find("--classes") != std::string::npos);
+  CHECK(error_of<std::exception>([&] { make_classify_dataset(bad, false); }).find("--classes") != std::string::npos);
   bad = o;
   bad.format = "gif";
-  CHECK(error_of([&] { make_classify_dataset(bad, false); }).find("--format") != std::string::npos);
+  CHECK(error_of<std::exception>([&] { make_classify_dataset(bad, false); }).find("--format") != std::string::npos);
 }

@@ -1,6 +1,6 @@
 // Shared by tests/distributed/test_ddp.cpp and tests/distributed_gpu/test_ddp_gpu.cpp: a small conv
-// net, deterministic per-step data, the single-process reference training (batch world * B) and
-// the DDP training loop (batch B per rank), on any device; starting this executable as ranks.
+// net and small linear modules, deterministic per-step data, the single-process reference training
+// (batch world * B) and the DDP training loop (batch B per rank), on any device; ranks as processes.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -10,17 +10,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "autograd/grad_mode.h"
 #include "core/random.h"
 #include "distributed/ddp.h"
-#include "distributed/launcher.h"
+#include "launch_util.h"
 #include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
@@ -32,6 +30,9 @@ using dist::DDPOptions;
 using dist::DistributedDataParallel;
 
 constexpr int64_t kClasses = 5;
+
+// Bytes as MiB (the unit of DDPOptions' bucket caps).
+inline double mb(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 // conv(3 -> 6, 3x3, pad 1) + relu + maxpool 2 + flatten + linear(96 -> 5), on (N, 3, 8, 8) inputs.
 // Parameter names: 0.weight, 0.bias, 4.weight, 4.bias.
@@ -67,6 +68,46 @@ inline Batch rows(const Batch& b, int64_t start, int64_t len) {
 }
 
 inline Tensor loss_of(nn::Module& m, const Batch& b) { return nn::functional::cross_entropy(m.forward(b.x), b.y); }
+
+// The (n, in) inputs and (n, out) targets of `step` for the linear test modules, uniform in [-1, 1).
+inline Batch vec_batch(int step, int64_t n, int64_t in, int64_t out, Device dev = kCPU) {
+  return {uniform({n, in}, -1.0, 1.0, DType::f32, 300 + static_cast<uint64_t>(step), dev),
+          uniform({n, out}, -1.0, 1.0, DType::f32, 400 + static_cast<uint64_t>(step), dev)};
+}
+
+inline Tensor mse(nn::Module& m, const Batch& b) { return nn::functional::mse_loss(m.forward(b.x), b.y); }
+
+// ---- test modules (Note [Module registry]: children and tensors are registered, not fields)
+
+// fc1 always feeds the output; fc2 only when use_fc2.
+class TwoHeads : public nn::Cloneable<TwoHeads> {
+ public:
+  explicit TwoHeads(bool use_fc2) : Cloneable("TwoHeads"), use_fc2_(use_fc2) {
+    register_module("fc1", std::make_shared<nn::Linear>(4, 3));
+    register_module("fc2", std::make_shared<nn::Linear>(4, 3));
+  }
+  Tensor forward(const Tensor& x) override {  // (N, 4) -> (N, 3)
+    Tensor y = child("fc1")->forward(x);
+    if (use_fc2_) y = y + child("fc2")->forward(x);
+    return y;
+  }
+
+ private:
+  bool use_fc2_;
+};
+
+// One parameter, and f32, i64 (0-dim) and bool buffers whose values depend on the rank.
+class WithBuffers : public nn::Cloneable<WithBuffers> {
+ public:
+  explicit WithBuffers(int rank) : Cloneable("WithBuffers") {
+    register_parameter("w", full({3}, 0.5 + rank));
+    register_buffer("stat", full({3}, 1.0 + rank));
+    register_buffer("count", scalar_tensor(7.0 + 10 * rank, DType::i64));
+    register_buffer("flag", native::to(from_vector<float>({rank == 0 ? 1.0f : 0.0f, rank == 0 ? 0.0f : 1.0f}),
+                                       kCPU, DType::b8));
+  }
+  Tensor forward(const Tensor& x) override { return x * param("w"); }  // (N, 3)
+};
 
 struct TrainConfig {
   int steps = 5;
@@ -203,43 +244,23 @@ struct Outcome {
 };
 
 // Starts `nproc` copies of this executable running the skipped test case `entry` with
-// RG_DDP_WORKER=scenario (OMP_NUM_THREADS=1 in the ranks).
+// RG_DDP_WORKER=scenario (OMP_NUM_THREADS=1 in the ranks); Note [Ranks as copies of the test executable].
 inline Outcome launch_ranks(int nproc, const std::string& entry, const std::string& scenario,
                             std::vector<std::pair<std::string, std::string>> env = {},
                             std::chrono::milliseconds job_timeout = std::chrono::milliseconds(180000)) {
   char tmpl[] = "/tmp/rg_ddp_XXXXXX";
   const char* dir = mkdtemp(tmpl);
   REQUIRE(dir != nullptr);
-  dist::LaunchOptions o;
-  o.nproc_per_node = nproc;
-  o.backend = "ring";
-  // The forked child execs its own /proc/self/exe: this very binary, even if the file was
-  // rebuilt (replaced) while the test runs.
-  o.program = "/proc/self/exe";
-  o.args = {"--no-skip=true", "--test-case=" + entry, "--no-version=true"};
   env.emplace_back("RG_DDP_WORKER", scenario);
   env.emplace_back("OMP_NUM_THREADS", "1");
-  o.env = env;
-  o.log_dir = dir;
-  o.verbose = false;
-  o.job_timeout = job_timeout;
-  const dist::LaunchResult r = dist::launch(o);
+  const SelfLaunch r = launch_copies({.nproc = nproc, .entry = entry, .env = env, .job_timeout = job_timeout, .log_dir = dir});
   Outcome out;
-  out.code = r.exit_code;
-  out.report = "scenario " + scenario + " on " + std::to_string(nproc) + " ranks: exit code " +
-               std::to_string(r.exit_code) + (r.message.empty() ? "" : " (" + r.message + ")") + "\n";
-  for (int q = 0; q < nproc; ++q) {
-    const std::string path = std::string(dir) + "/rank_" + std::to_string(q) + ".log";
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    std::string log = ss.str();
-    out.logs.push_back(log);
-    if (log.size() > 12000) log = log.substr(0, 8000) + "\n...\n" + log.substr(log.size() - 4000);  // first failures first
-    out.report += "---- rank " + std::to_string(q) + " log:\n" + log + "\n";
-    std::remove(path.c_str());
-  }
-  ::rmdir(dir);
+  out.code = r.result.exit_code;
+  out.logs = r.logs;
+  out.report = r.report(scenario, [](std::string log) {  // first failures first
+    if (log.size() > 12000) log = log.substr(0, 8000) + "\n...\n" + log.substr(log.size() - 4000);
+    return log;
+  });
   return out;
 }
 

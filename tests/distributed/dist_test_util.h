@@ -1,5 +1,5 @@
 // Helpers for the distributed tests: a scratch directory, running dist_worker ranks through the
-// launcher with their logs captured, environment overrides that undo themselves.
+// launcher with their logs captured, environment overrides that undo themselves, error messages.
 #pragma once
 
 #include <signal.h>
@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "distributed/launcher.h"
+#include "launch_util.h"
+#include "test_util.h"
 
 namespace rg::test {
 
@@ -38,12 +40,8 @@ class TempDir {
   std::string path_;
 };
 
-inline std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+// The message of any exception f throws, or "(no error)" (readable in a failed check).
+inline std::string message_of(const std::function<void()>& f) { return error_of<std::exception>(f, "(no error)"); }
 
 struct Job {
   dist::LaunchResult result;

@@ -11,9 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,8 +21,8 @@
 #include "core/random.h"
 #include "distributed/data_parallel.h"
 #include "distributed/ddp.h"
-#include "distributed/launcher.h"
 #include "distributed/sync_batchnorm.h"
+#include "launch_util.h"
 #include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
@@ -41,6 +39,7 @@ struct Outcome {
 
 // Starts nproc copies of this executable that run only the doctest case `entry` (declared with
 // doctest::skip(), so normal runs skip it), with RG_DPSB_SCENARIO=scenario; OMP_NUM_THREADS=1.
+// Note [Ranks as copies of the test executable].
 inline Outcome launch_self(int nproc, const std::string& entry, const std::string& scenario,
                            std::vector<std::pair<std::string, std::string>> env = {},
                            std::chrono::milliseconds job_timeout = std::chrono::milliseconds(180000)) {
@@ -51,41 +50,19 @@ inline Outcome launch_self(int nproc, const std::string& entry, const std::strin
     out.report = "mkdtemp failed";
     return out;
   }
-  dist::LaunchOptions o;
-  o.nproc_per_node = nproc;
-  o.backend = "ring";
-  // The running image itself, even when a rebuild has replaced (unlinked) the file meanwhile:
-  // the launcher forks and execs in the child, where /proc/self/exe is still this binary.
-  o.program = "/proc/self/exe";
-  o.args = {"--no-skip=true", "--test-case=" + entry, "--no-version=true"};
   env.emplace_back("RG_DPSB_SCENARIO", scenario);
   env.emplace_back("OMP_NUM_THREADS", "1");
-  o.env = env;
-  o.log_dir = dir;
-  o.verbose = false;
-  o.job_timeout = job_timeout;
-  const dist::LaunchResult r = dist::launch(o);
-  out.code = r.exit_code;
-  out.report = "scenario " + scenario + " on " + std::to_string(nproc) + " ranks: exit code " +
-               std::to_string(r.exit_code) + (r.message.empty() ? "" : " (" + r.message + ")") + "\n";
-  for (int q = 0; q < nproc; ++q) {
-    const std::string path = std::string(dir) + "/rank_" + std::to_string(q) + ".log";
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    std::string log = ss.str();
+  const SelfLaunch r =
+      launch_copies({.nproc = nproc, .entry = entry, .env = env, .job_timeout = job_timeout, .log_dir = dir});
+  out.code = r.result.exit_code;
+  out.report = r.report(scenario, [](std::string log) {
     if (log.size() > 8000) log = "..." + log.substr(log.size() - 8000);
-    out.report += "---- rank " + std::to_string(q) + " log:\n" + log + "\n";
-    std::remove(path.c_str());
-  }
-  ::rmdir(dir);
+    return log;
+  });
   return out;
 }
 
-inline const char* scenario_env() {
-  const char* s = std::getenv("RG_DPSB_SCENARIO");
-  return s ? s : "";
-}
+inline std::string scenario_env() { return env_str("RG_DPSB_SCENARIO"); }
 
 // ---- models and comparisons
 

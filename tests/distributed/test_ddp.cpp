@@ -20,8 +20,6 @@ namespace {
 constexpr Tol kF32Tol{1e-6, 1e-5};   // the same arithmetic summed in another order
 constexpr Tol kF16CommTol{1e-4, 1e-3};
 
-double mb(double bytes) { return bytes / (1024.0 * 1024.0); }
-
 std::vector<std::pair<std::string, int64_t>> names_and_bytes(const nn::Module& m, bool reverse) {
   std::vector<std::pair<std::string, int64_t>> v;
   for (const auto& [k, t] : m.named_parameters()) v.emplace_back(k, static_cast<int64_t>(t.nbytes()));
@@ -30,23 +28,6 @@ std::vector<std::pair<std::string, int64_t>> names_and_bytes(const nn::Module& m
 }
 
 // ---- test modules (Note [Module registry]: children and tensors are registered, not fields)
-
-// fc1 always feeds the output; fc2 only when use_fc2.
-class TwoHeads : public nn::Cloneable<TwoHeads> {
- public:
-  explicit TwoHeads(bool use_fc2) : Cloneable("TwoHeads"), use_fc2_(use_fc2) {
-    register_module("fc1", std::make_shared<nn::Linear>(4, 3));
-    register_module("fc2", std::make_shared<nn::Linear>(4, 3));
-  }
-  Tensor forward(const Tensor& x) override {  // (N, 4) -> (N, 3)
-    Tensor y = child("fc1")->forward(x);
-    if (use_fc2_) y = y + child("fc2")->forward(x);
-    return y;
-  }
-
- private:
-  bool use_fc2_;
-};
 
 // Registered c, a, b; applied a, b, c: gradients arrive c, b, a, unlike the registration order.
 class Shuffled : public nn::Cloneable<Shuffled> {
@@ -61,19 +42,6 @@ class Shuffled : public nn::Cloneable<Shuffled> {
     h = relu(child("b")->forward(h));
     return child("c")->forward(h);
   }
-};
-
-// One parameter, and f32, i64 (0-dim) and bool buffers whose values depend on the rank.
-class WithBuffers : public nn::Cloneable<WithBuffers> {
- public:
-  explicit WithBuffers(int rank) : Cloneable("WithBuffers") {
-    register_parameter("w", full({3}, 0.5 + rank));
-    register_buffer("stat", full({3}, 1.0 + rank));
-    register_buffer("count", scalar_tensor(7.0 + 10 * rank, DType::i64));
-    register_buffer("flag", native::to(from_vector<float>({rank == 0 ? 1.0f : 0.0f, rank == 0 ? 0.0f : 1.0f}),
-                                       kCPU, DType::b8));
-  }
-  Tensor forward(const Tensor& x) override { return x * param("w"); }  // (N, 3)
 };
 
 class Holder : public nn::Cloneable<Holder> {
@@ -96,24 +64,12 @@ class Mixed : public nn::Cloneable<Mixed> {
   }
 };
 
-Batch vec_batch(int step, int64_t n, int64_t in, int64_t out) {
-  return {uniform({n, in}, -1.0, 1.0, DType::f32, 300 + static_cast<uint64_t>(step)),
-          uniform({n, out}, -1.0, 1.0, DType::f32, 400 + static_cast<uint64_t>(step))};
-}
-
 Tensor named_param(const nn::Module& m, const std::string& name) {
   for (const auto& [k, t] : m.named_parameters()) {
     if (k == name) return t;
   }
   FAIL("no parameter ", name);
   return Tensor();
-}
-
-Tensor mse(nn::Module& m, const Batch& b) { return nn::functional::mse_loss(m.forward(b.x), b.y); }
-
-std::string env_str(const char* k) {
-  const char* v = std::getenv(k);
-  return v ? v : "";
 }
 
 // ---- worker scenarios (each rank runs one; every check is a doctest CHECK in the rank)

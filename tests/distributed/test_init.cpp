@@ -16,14 +16,6 @@ using namespace rg::test;
 using namespace std::chrono_literals;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 #define CHECK_HAS(s, needle) CHECK_MESSAGE((s).find(needle) != std::string::npos, (s))
 
 // Runs f(rank) on `world` threads, each holding its own ring group over one shared store.
@@ -52,44 +44,44 @@ void run_threads(int world, const std::function<void(RingCpuProcessGroup&)>& f) 
 TEST_CASE("init_process_group env://: errors name the missing variable") {
   CleanRendezvousEnv clean;
   InitOptions o;
-  CHECK_HAS(error_of([&] { init_process_group(o); }),
+  CHECK_HAS(message_of([&] { init_process_group(o); }),
             "RANK is not set: launch with `ringgrad launch` or set RANK/WORLD_SIZE");
   {
     EnvScope e{{"RANK", "0"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "WORLD_SIZE is not set");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "WORLD_SIZE is not set");
   }
   {
     EnvScope e{{"RANK", "0"}, {"WORLD_SIZE", "2"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "MASTER_ADDR is not set");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "MASTER_ADDR is not set");
   }
   {
     EnvScope e{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "MASTER_PORT is not set");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "MASTER_PORT is not set");
   }
   {
     EnvScope e{{"RANK", "zero"}, {"WORLD_SIZE", "2"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "RANK=zero is not a non-negative integer");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "RANK=zero is not a non-negative integer");
   }
   {
     EnvScope e{{"RANK", "3"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "1"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "rank 3 is out of range for world size 2");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "rank 3 is out of range for world size 2");
   }
   {
     EnvScope e{{"SLURM_PROCID", "0"}};
-    const std::string s = error_of([&] { init_process_group(o); });
+    const std::string s = message_of([&] { init_process_group(o); });
     CHECK_HAS(s, "SLURM_NTASKS is not set");
     CHECK_HAS(s, "SLURM_PROCID is");
   }
   {
     EnvScope e{{"OMPI_COMM_WORLD_RANK", "1"}};
-    CHECK_HAS(error_of([&] { init_process_group(o); }), "OMPI_COMM_WORLD_SIZE is not set");
+    CHECK_HAS(message_of([&] { init_process_group(o); }), "OMPI_COMM_WORLD_SIZE is not set");
   }
   {
     InitOptions t;
     t.init_method = "tcp://127.0.0.1:1234";
-    CHECK_HAS(error_of([&] { init_process_group(t); }), "needs InitOptions::rank and InitOptions::world_size");
+    CHECK_HAS(message_of([&] { init_process_group(t); }), "needs InitOptions::rank and InitOptions::world_size");
     t.init_method = "file:///tmp/x";
-    CHECK_HAS(error_of([&] { init_process_group(t); }), "is not supported");
+    CHECK_HAS(message_of([&] { init_process_group(t); }), "is not supported");
   }
   CHECK_FALSE(is_initialized());
   CHECK(get_rank() == 0);
@@ -114,13 +106,13 @@ TEST_CASE("init_process_group env://: torchrun, Slurm and Open MPI variables (wo
     CHECK(get_rank() == 0);
     CHECK(get_world_size() == 1);
     CHECK(get_local_rank() == std::atoi(c.local_value));
-    CHECK_HAS(error_of([&] { init_process_group(InitOptions{}); }), "already exists");
+    CHECK_HAS(message_of([&] { init_process_group(InitOptions{}); }), "already exists");
     Tensor x = full({5}, 2.0);
     pg->allreduce(x, dist::ReduceOp::Avg)->wait();
     CHECK(x.to_vector<double>() == std::vector<double>(5, 2.0));
     destroy_process_group();
     CHECK_FALSE(is_initialized());
-    CHECK_HAS(error_of([] { default_group(); }), "not initialised");
+    CHECK_HAS(message_of([] { default_group(); }), "not initialised");
   }
 }
 
@@ -139,13 +131,13 @@ TEST_CASE("init_process_group tcp://host:port with explicit rank and world size"
 
 TEST_CASE("make_process_group: unknown and unavailable backends say why") {
   auto store = std::make_shared<TCPStore>("127.0.0.1", 0, true, 2000ms);
-  CHECK_HAS(error_of([&] { make_process_group("gloo", store, 0, 1, kCPU); }), "unknown process group backend 'gloo'");
-  CHECK_HAS(error_of([&] { make_process_group("nccl", store, 0, 1, kCPU); }), "NCCL works on CUDA tensors only");
+  CHECK_HAS(message_of([&] { make_process_group("gloo", store, 0, 1, kCPU); }), "unknown process group backend 'gloo'");
+  CHECK_HAS(message_of([&] { make_process_group("nccl", store, 0, 1, kCPU); }), "NCCL works on CUDA tensors only");
 #if !defined(RINGGRAD_WITH_CUDA)
-  CHECK_HAS(error_of([&] { make_process_group("nccl", store, 0, 1, Device::cuda(0)); }), "built without CUDA");
-  CHECK_HAS(error_of([&] { make_process_group("ring", store, 0, 1, Device::cuda(0)); }), "built without CUDA");
+  CHECK_HAS(message_of([&] { make_process_group("nccl", store, 0, 1, Device::cuda(0)); }), "built without CUDA");
+  CHECK_HAS(message_of([&] { make_process_group("ring", store, 0, 1, Device::cuda(0)); }), "built without CUDA");
 #elif !defined(RINGGRAD_WITH_NCCL)
-  CHECK_HAS(error_of([&] { make_process_group("nccl", store, 0, 1, Device::cuda(0)); }), "built without NCCL");
+  CHECK_HAS(message_of([&] { make_process_group("nccl", store, 0, 1, Device::cuda(0)); }), "built without NCCL");
 #endif
 }
 
@@ -192,22 +184,22 @@ TEST_CASE("ProcessGroup: argument checks name the op and the shapes; rejected ca
   CHECK(pg->sequence_number() == 0);
   Tensor m = zeros({4, 6});
   Tensor t = m.transpose(0, 1);
-  std::string e = error_of([&] { pg->allreduce(t); });
+  std::string e = message_of([&] { pg->allreduce(t); });
   CHECK_HAS(e, "allreduce: tensor must be contiguous");
   CHECK_HAS(e, "float32[6, 4]");
-  e = error_of([&] { pg->broadcast(zeros({3}, DType::b8)); });
+  e = message_of([&] { pg->broadcast(zeros({3}, DType::b8)); });
   CHECK_HAS(e, "broadcast: dtype bool of tensor is not supported");
-  e = error_of([&] { pg->broadcast(zeros({3}), 1); });
+  e = message_of([&] { pg->broadcast(zeros({3}), 1); });
   CHECK_HAS(e, "broadcast: root 1 is out of range for world size 1");
-  e = error_of([&] { pg->allgather(zeros({5}), zeros({4})); });
+  e = message_of([&] { pg->allgather(zeros({5}), zeros({4})); });
   CHECK_HAS(e, "allgather: out must have world size (1) * in.numel() (4) = 4 elements");
   CHECK_HAS(e, "float32[5]");
-  e = error_of([&] { pg->allgather(zeros({4}, DType::f64), zeros({4})); });
+  e = message_of([&] { pg->allgather(zeros({4}, DType::f64), zeros({4})); });
   CHECK_HAS(e, "allgather: out is float64 but in is float32");
-  e = error_of([&] { pg->reduce_scatter(zeros({3}), zeros({4})); });
+  e = message_of([&] { pg->reduce_scatter(zeros({3}), zeros({4})); });
   CHECK_HAS(e, "reduce_scatter: in must have world size (1) * out.numel() (3) = 3 elements");
   CHECK(pg->sequence_number() == 0);
-  e = error_of([&] { pg->allreduce(Tensor()); });
+  e = message_of([&] { pg->allreduce(Tensor()); });
   CHECK_HAS(e, "undefined");
   // World size 1: every collective is the identity (reduce_scatter copies, avg divides by 1).
   Tensor x = arange(6.0, DType::i64);
@@ -251,8 +243,8 @@ TEST_CASE("ring: the transport can be forced, and a bad value is refused") {
   EnvScope env{{"RINGGRAD_RING_TRANSPORT", std::string("carrier-pigeon")}};
   auto server = std::make_shared<TCPStore>("127.0.0.1", 0, true, 2000ms);
   std::string e0, e1;
-  std::thread t([&] { e1 = error_of([&] { RingCpuProcessGroup pg(server, 1, 2); }); });
-  e0 = error_of([&] { RingCpuProcessGroup pg(server, 0, 2); });
+  std::thread t([&] { e1 = message_of([&] { RingCpuProcessGroup pg(server, 1, 2); }); });
+  e0 = message_of([&] { RingCpuProcessGroup pg(server, 0, 2); });
   t.join();
   CHECK_HAS(e0, "RINGGRAD_RING_TRANSPORT=carrier-pigeon is not one of tcp, shm, auto");
   CHECK_HAS(e1, "rank 0 could not set up the group: RINGGRAD_RING_TRANSPORT=carrier-pigeon");

@@ -13,17 +13,6 @@ using namespace rg::dist;
 using namespace rg::test;
 using namespace std::chrono_literals;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-}  // namespace
-
 TEST_CASE("TCPStore: set, get, add, check, delete") {
   TCPStore server("127.0.0.1", 0, true, 5000ms);
   CHECK(server.port() > 0);
@@ -87,20 +76,20 @@ TEST_CASE("TCPStore: wait and get time out naming the missing keys") {
   TCPStore server("127.0.0.1", 0, true, 300ms);
   server.set("rank/0", "x");
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string e = error_of([&] { server.wait({"rank/0", "rank/3"}, 300ms); });
+  const std::string e = message_of([&] { server.wait({"rank/0", "rank/3"}, 300ms); });
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   CHECK_MESSAGE(e.find("wait timed out after 300 ms for keys: rank/3") != std::string::npos, e);
   CHECK(e.find("rank/0") == std::string::npos);
   CHECK(ms >= 290);
   CHECK(ms < 3000);
-  const std::string g = error_of([&] { server.get("nope"); });
+  const std::string g = message_of([&] { server.get("nope"); });
   CHECK_MESSAGE(g.find("get timed out after 300 ms for key: nope") != std::string::npos, g);
 }
 
 TEST_CASE("TCPStore: connecting to a port nobody serves fails naming the address and the time") {
   const int port = pick_free_port();
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string e = error_of([&] { TCPStore c("127.0.0.1", port, false, 1000ms); });
+  const std::string e = message_of([&] { TCPStore c("127.0.0.1", port, false, 1000ms); });
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   CHECK_MESSAGE(e.find("TCPStore: could not connect to 127.0.0.1:" + std::to_string(port) + " within 1s") !=
                     std::string::npos,
@@ -111,7 +100,7 @@ TEST_CASE("TCPStore: connecting to a port nobody serves fails naming the address
 
 TEST_CASE("TCPStore: a port already in use is named") {
   TCPStore first("127.0.0.1", 0, true, 2000ms);
-  const std::string e = error_of([&] { TCPStore second("127.0.0.1", first.port(), true, 2000ms); });
+  const std::string e = message_of([&] { TCPStore second("127.0.0.1", first.port(), true, 2000ms); });
   CHECK_MESSAGE(e.find("TCPStore: port " + std::to_string(first.port()) +
                        " is already in use (bind: Address already in use)") != std::string::npos,
                 e);
@@ -122,7 +111,7 @@ TEST_CASE("TCPStore: a client whose server went away gets a clear error") {
   TCPStore client("127.0.0.1", server->port(), false, 1000ms);
   client.set("k", "v");
   server.reset();
-  const std::string e = error_of([&] { client.set("k2", "v"); });
+  const std::string e = message_of([&] { client.set("k2", "v"); });
   CHECK_MESSAGE(e.find("TCPStore:") != std::string::npos, e);
   CHECK_MESSAGE((e.find("lost the connection") != std::string::npos || e.find("could not connect") != std::string::npos), e);
 }
@@ -142,9 +131,9 @@ TEST_CASE("PrefixStore: keys live in their own namespace") {
   CHECK_FALSE(base->check({"a/k"}));
   CHECK(base->check({"b/k"}));
   a.set_timeout(200ms);
-  const std::string e = error_of([&] { a.wait({"x"}); });
+  const std::string e = message_of([&] { a.wait({"x"}); });
   CHECK_MESSAGE(e.find("a/x") != std::string::npos, e);
-  const std::string g = error_of([&] { a.get("x"); });
+  const std::string g = message_of([&] { a.get("x"); });
   CHECK_MESSAGE(g.find("timed out after 200 ms") != std::string::npos, g);
   CHECK(a.local_address() == "127.0.0.1");
 }

@@ -8,13 +8,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "distributed/cuda_backends.h"
 #include "distributed/launcher.h"
 #include "distributed_gpu/gpu_checks.h"
+#include "launch_util.h"
+#include "test_util.h"
 
 #ifdef RINGGRAD_WITH_CUDA
 #include "distributed/cuda_ring.h"
@@ -38,49 +39,35 @@ const char* env_or(const char* k, const char* fallback) {
   return v && *v ? v : fallback;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 // ---- ranks as processes
-
-// The forked rank execs this very image, which survives the binary being relinked mid-run
-// (readlink would name a "(deleted)" path then).
-std::string self_exe() { return "/proc/self/exe"; }
 
 struct Outcome {
   int code = -1;
   std::string report;  // the launcher's message and every rank's log
 };
 
-// Starts `nproc` copies of this executable running the worker entry for `scenario`.
+// Starts `nproc` copies of this executable running the worker entry for `scenario` (Note [Ranks as
+// copies of the test executable]); the logs stay in their /tmp/rg_gpu_dist_* directory.
 Outcome launch_workers(int nproc, const std::string& scenario,
                        std::vector<std::pair<std::string, std::string>> env = {},
                        std::chrono::milliseconds job_timeout = 600s) {
   char tmpl[] = "/tmp/rg_gpu_dist_XXXXXX";
   const char* dir = mkdtemp(tmpl);
   REQUIRE(dir != nullptr);
-  dist::LaunchOptions o;
-  o.nproc_per_node = nproc;
-  o.backend = "ring";  // the launcher's own GPU check is for nccl only; the worker picks its backend
-  o.program = self_exe();
-  o.args = {"--no-skip=true", "--test-case=cuda_worker_entry", "--no-version=true"};
   env.emplace_back("RG_GPU_WORKER", scenario);
-  o.env = env;
-  o.log_dir = dir;
-  o.verbose = false;
-  o.job_timeout = job_timeout;
-  const dist::LaunchResult r = dist::launch(o);
+  // "ring": the launcher's own GPU check is for nccl only; the worker picks its backend
+  const SelfLaunch r = launch_copies({.nproc = nproc,
+                                      .entry = "cuda_worker_entry",
+                                      .env = env,
+                                      .job_timeout = job_timeout,
+                                      .log_dir = dir,
+                                      .remove_logs = false});
   Outcome out;
-  out.code = r.exit_code;
-  out.report = "scenario " + scenario + " on " + std::to_string(nproc) + " ranks: exit code " +
-               std::to_string(r.exit_code) + (r.message.empty() ? "" : " (" + r.message + ")") + "\n";
-  for (int q = 0; q < nproc; ++q) {
-    std::ifstream f(std::string(dir) + "/rank_" + std::to_string(q) + ".log");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    std::string log = ss.str();
+  out.code = r.result.exit_code;
+  out.report = r.report(scenario, [](std::string log) {
     if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
-    out.report += "---- rank " + std::to_string(q) + " log:\n" + log + "\n";
-  }
+    return log;
+  });
   return out;
 }
 

@@ -25,49 +25,7 @@ constexpr Tol kGpuF32Tol{2e-5, 2e-4};
 constexpr Tol kF16CommTol{1e-4, 1e-3};
 constexpr Tol kBF16CommTol{1e-3, 1e-2};
 
-double mb(double bytes) { return bytes / (1024.0 * 1024.0); }
-
 const Device kDev = Device::cuda(0);
-
-class TwoHeadsGpu : public nn::Cloneable<TwoHeadsGpu> {
- public:
-  explicit TwoHeadsGpu(bool use_fc2) : Cloneable("TwoHeadsGpu"), use_fc2_(use_fc2) {
-    register_module("fc1", std::make_shared<nn::Linear>(4, 3));
-    register_module("fc2", std::make_shared<nn::Linear>(4, 3));
-  }
-  Tensor forward(const Tensor& x) override {  // (N, 4) -> (N, 3)
-    Tensor y = child("fc1")->forward(x);
-    if (use_fc2_) y = y + child("fc2")->forward(x);
-    return y;
-  }
-
- private:
-  bool use_fc2_;
-};
-
-class BuffersGpu : public nn::Cloneable<BuffersGpu> {
- public:
-  explicit BuffersGpu(int rank) : Cloneable("BuffersGpu") {
-    register_parameter("w", full({3}, 0.5 + rank));
-    register_buffer("stat", full({3}, 1.0 + rank));
-    register_buffer("count", scalar_tensor(7.0 + 10 * rank, DType::i64));
-    register_buffer("flag", native::to(from_vector<float>({rank == 0 ? 1.0f : 0.0f, rank == 0 ? 0.0f : 1.0f}),
-                                       kCPU, DType::b8));
-  }
-  Tensor forward(const Tensor& x) override { return x * param("w"); }  // (N, 3)
-};
-
-Batch vec_batch(int step, int64_t n, int64_t in, int64_t out) {
-  return {uniform({n, in}, -1.0, 1.0, DType::f32, 300 + static_cast<uint64_t>(step), kDev),
-          uniform({n, out}, -1.0, 1.0, DType::f32, 400 + static_cast<uint64_t>(step), kDev)};
-}
-
-Tensor mse(nn::Module& m, const Batch& b) { return nn::functional::mse_loss(m.forward(b.x), b.y); }
-
-std::string env_str(const char* k) {
-  const char* v = std::getenv(k);
-  return v ? v : "";
-}
 
 void check_stats(const dist::DDPStats& st, size_t nbuckets) {
   REQUIRE(st.buckets.size() == nbuckets);
@@ -148,11 +106,11 @@ void worker_unused() {
   const int64_t B = 4;
   auto make = [](bool use_fc2) {
     manual_seed(55);
-    auto m = std::make_shared<TwoHeadsGpu>(use_fc2);
+    auto m = std::make_shared<TwoHeads>(use_fc2);
     m->to(kDev);
     return m;
   };
-  auto my_rows = [&](int step) { return rows(vec_batch(step, world * B, 4, 3), rank * B, B); };
+  auto my_rows = [&](int step) { return rows(vec_batch(step, world * B, 4, 3, kDev), rank * B, B); };
   {
     DistributedDataParallel ddp(make(false));
     std::string err;
@@ -171,7 +129,7 @@ void worker_unused() {
     std::vector<std::pair<std::string, Tensor>> expected;
     for (int q = 0; q < world; ++q) {
       auto m = make(q == 1);
-      mse(*m, rows(vec_batch(0, world * B, 4, 3), q * B, B)).backward();
+      mse(*m, rows(vec_batch(0, world * B, 4, 3, kDev), q * B, B)).backward();
       size_t j = 0;
       for (const auto& [k, p] : m->named_parameters()) {
         const Tensor g = native::to(p.grad().defined() ? p.grad() : zeros_like(p), kCPU, DType::f32);
@@ -205,7 +163,7 @@ void worker_unused() {
 void worker_buffers_and_scaler() {
   const int rank = dist::get_rank(), world = dist::get_world_size();
   {
-    auto m = std::make_shared<BuffersGpu>(rank);
+    auto m = std::make_shared<WithBuffers>(rank);
     m->to(kDev);
     DistributedDataParallel ddp(m);
     CHECK(m->param("w").to_vector<float>() == std::vector<float>{0.5f, 0.5f, 0.5f});
@@ -222,7 +180,7 @@ void worker_buffers_and_scaler() {
   optim::SGD opt(ddp.parameters(), optim::SGDOptions{.lr = 0.1});
   amp::GradScaler scaler;
   dist::sync_grad_scaler(scaler);
-  const Batch b = rows(vec_batch(0, world * 2, 4, 3), rank * 2, 2);
+  const Batch b = rows(vec_batch(0, world * 2, 4, 3, kDev), rank * 2, 2);
   const Tensor w0 = native::to(model->weight(), kCPU, DType::f32, true);
   scaler.scale(mse(ddp, b)).backward();
   if (rank == 0) native::fill_(native::narrow(native::flatten(model->weight().grad()), 0, 0, 1), INFINITY);

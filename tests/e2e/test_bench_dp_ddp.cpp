@@ -16,43 +16,18 @@
 #include <string>
 #include <vector>
 
+#include "launch_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/rg_bench_e2e_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+using rg::test::read_file;
+using rg::test::ringgrad_bin;
+
+struct TempDir : rg::test::ScratchDir {
+  TempDir() : ScratchDir("rg_bench_e2e_") {}
 };
-
-// The ringgrad executable: $RINGGRAD_BIN, else the build's (RG_RINGGRAD_BIN when CMake defines it,
-// else <build>/apps/ringgrad next to <build>/tests/test_e2e).
-std::string ringgrad_bin() {
-  if (const char* e = std::getenv("RINGGRAD_BIN")) return e;
-#ifdef RG_RINGGRAD_BIN
-  return RG_RINGGRAD_BIN;
-#else
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  REQUIRE_MESSAGE(!ec, "cannot resolve /proc/self/exe");
-  return (self.parent_path().parent_path() / "apps" / "ringgrad").string();
-#endif
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Runs `cmd` through the shell with stdout and stderr into `log`; returns the exit status.
 int run(const std::string& cmd, const fs::path& log) {
@@ -86,7 +61,7 @@ TEST_CASE("bench dp-vs-ddp: tiny CPU run writes a complete CSV, an SVG and the r
   const std::string cmd = bin + " bench dp-vs-ddp --device cpu --model resnet18 --small-input --image-size 16 "
                                 "--batch-per-replica 2 --steps 2 --warmup 1 --replicas 1,2 --out " + out.string();
   const int rc = run(cmd, log);
-  const std::string report = slurp(log);
+  const std::string report = read_file(log);
   INFO("command: ", cmd);
   INFO("output:\n", report);
   REQUIRE(rc == 0);
@@ -181,7 +156,7 @@ TEST_CASE("bench dp-vs-ddp: tiny CPU run writes a complete CSV, an SVG and the r
         doctest::Approx(num(ddp2, "images_per_s") / num(noov, "images_per_s")).epsilon(2e-3));
 
   // ---- SVG: a complete document with axes, labels, a legend and one marker per measured point.
-  const std::string svg = slurp(out / "dp_vs_ddp.svg");
+  const std::string svg = read_file(out / "dp_vs_ddp.svg");
   REQUIRE(svg.rfind("<svg", 0) == 0);
   CHECK(svg.find("</svg>") != std::string::npos);
   CHECK(svg.find("images / s") != std::string::npos);
@@ -209,9 +184,9 @@ TEST_CASE("bench dp-vs-ddp: bad arguments fail naming them") {
   TempDir tmp;
   const fs::path log = tmp.path / "bad.log";
   CHECK(run(bin + " bench dp-vs-ddp --bogus 3", log) != 0);
-  CHECK(slurp(log).find("--bogus") != std::string::npos);
+  CHECK(read_file(log).find("--bogus") != std::string::npos);
   CHECK(run(bin + " bench dp-vs-ddp --replicas 1,x", log) != 0);
-  CHECK(slurp(log).find("--replicas") != std::string::npos);
+  CHECK(read_file(log).find("--replicas") != std::string::npos);
   CHECK(run(bin + " bench no-such-benchmark", log) != 0);
-  CHECK(slurp(log).find("no-such-benchmark") != std::string::npos);
+  CHECK(read_file(log).find("no-such-benchmark") != std::string::npos);
 }

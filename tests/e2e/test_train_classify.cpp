@@ -13,6 +13,7 @@
 #include "core/cuda_api.h"
 #include "core/json.h"
 #include "data/synthetic.h"
+#include "launch_util.h"
 #include "nn/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -20,18 +21,8 @@ using rg::app::ClassifyConfig;
 using rg::app::train_classifier;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/rg_e2e_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
+struct TempDir : rg::test::ScratchDir {
+  TempDir() : ScratchDir("rg_e2e_") {}
 };
 
 std::string make_shapes(const TempDir& d, const std::string& name, int64_t classes, int64_t train, int64_t val,

@@ -29,6 +29,7 @@
 #include "data/image_folder.h"
 #include "data/transforms.h"
 #include "distributed/launcher.h"
+#include "launch_util.h"
 #include "models/resnet.h"
 #include "nn/checkpoint.h"
 
@@ -36,39 +37,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/rg_e2e_ddp_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
+using rg::test::read_file;
+using rg::test::ringgrad_bin;
+
+struct TempDir : rg::test::ScratchDir {
+  TempDir() : ScratchDir("rg_e2e_ddp_") {}
 };
-
-// The ringgrad executable: $RINGGRAD_BIN, else the build's (RG_RINGGRAD_BIN, defined by CMake).
-std::string ringgrad_bin() {
-  if (const char* e = std::getenv("RINGGRAD_BIN")) return e;
-#ifdef RG_RINGGRAD_BIN
-  return RG_RINGGRAD_BIN;
-#else
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  REQUIRE_MESSAGE(!ec, "cannot resolve /proc/self/exe");
-  return (self.parent_path().parent_path() / "apps" / "ringgrad").string();
-#endif
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 int count_of(const std::string& hay, const std::string& needle) {
   int n = 0;
@@ -135,8 +109,8 @@ rg::dist::LaunchResult launch_ranks(int nproc, const std::vector<std::string>& a
   o.job_timeout = std::chrono::milliseconds(300000);
   const rg::dist::LaunchResult r = rg::dist::launch(o);
   if (r.exit_code != 0) {
-    MESSAGE("launch failed: ", r.message, "\n--- rank 0:\n", slurp(fs::path(logs) / "rank_0.log"),
-            "\n--- rank 1:\n", slurp(fs::path(logs) / "rank_1.log"));
+    MESSAGE("launch failed: ", r.message, "\n--- rank 0:\n", read_file(fs::path(logs) / "rank_0.log"),
+            "\n--- rank 1:\n", read_file(fs::path(logs) / "rank_1.log"));
   }
   return r;
 }
@@ -245,8 +219,8 @@ TEST_CASE("e2e: `ringgrad launch --nproc-per-node 2 -- ringgrad train-classifier
   REQUIRE(r.exit_code == 0);
 
   // Only rank 0 prints: the summary, the progress lines and one line per epoch.
-  const std::string log0 = slurp(d.path / "logs" / "rank_0.log");
-  const std::string log1 = slurp(d.path / "logs" / "rank_1.log");
+  const std::string log0 = read_file(d.path / "logs" / "rank_0.log");
+  const std::string log1 = read_file(d.path / "logs" / "rank_1.log");
   CHECK(log0.find("distributed: 2 rank(s) (2 on this node), backend ring, device cpu, batch 16 per rank = 32 "
                   "global") != std::string::npos);
   CHECK(count_of(log0, "  val loss ") == 2);
@@ -298,7 +272,7 @@ TEST_CASE("e2e: DDP train-classifier resumes exactly at the same world size and 
   REQUIRE(trainer_meta(rg::nn::load_safetensors(d / "resumed/last.safetensors"))["epoch"].as_int() == 1);
   const std::vector<std::string> resume = {"--resume", d / "resumed/last.safetensors"};
   REQUIRE(launch2(plus(train_args(data, d / "resumed"), resume), d / "logs_rest").exit_code == 0);
-  CHECK(slurp(d.path / "logs_rest" / "rank_0.log").find("resumed from") != std::string::npos);
+  CHECK(read_file(d.path / "logs_rest" / "rank_0.log").find("resumed from") != std::string::npos);
 
   const rg::nn::SafeTensors x = rg::nn::load_safetensors(d / "straight/last.safetensors");
   const rg::nn::SafeTensors y = rg::nn::load_safetensors(d / "resumed/last.safetensors");
@@ -314,7 +288,7 @@ TEST_CASE("e2e: DDP train-classifier resumes exactly at the same world size and 
   const std::vector<std::string> more = {"--resume", d / "straight/last.safetensors", "--epochs", "3", "--out",
                                          d / "single"};
   REQUIRE(launch_ranks(1, plus({"train-classifier"}, more), d / "logs_single").exit_code == 0);
-  const std::string log = slurp(d.path / "logs_single" / "rank_0.log");
+  const std::string log = read_file(d.path / "logs_single" / "rank_0.log");
   CHECK(log.find("trained on 2 rank(s), this run has 1") != std::string::npos);
   CHECK(count_of(log, "  val loss ") == 1);
   CHECK(log.find("distributed:") == std::string::npos);
@@ -334,8 +308,8 @@ TEST_CASE("e2e: train-classifier --distributed on one rank ends bitwise equal to
   REQUIRE(launch_ranks(1, plus(train_args(data, d / "plain"), one_epoch), d / "logs_plain").exit_code == 0);
   REQUIRE(launch_ranks(1, plus(train_args(data, d / "ddp1"), {"--epochs", "1", "--distributed"}), d / "logs_ddp1")
               .exit_code == 0);
-  CHECK(slurp(d.path / "logs_plain" / "rank_0.log").find("distributed:") == std::string::npos);
-  CHECK(slurp(d.path / "logs_ddp1" / "rank_0.log").find("distributed: 1 rank(s)") != std::string::npos);
+  CHECK(read_file(d.path / "logs_plain" / "rank_0.log").find("distributed:") == std::string::npos);
+  CHECK(read_file(d.path / "logs_ddp1" / "rank_0.log").find("distributed: 1 rank(s)") != std::string::npos);
   const rg::nn::SafeTensors x = rg::nn::load_safetensors(d / "plain/last.safetensors");
   const rg::nn::SafeTensors y = rg::nn::load_safetensors(d / "ddp1/last.safetensors");
   CHECK(bitwise_differences(x, y) == 0);

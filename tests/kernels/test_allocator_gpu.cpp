@@ -4,14 +4,15 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
-const Device kGPU = Device::cuda(0);
 
 // Keeps `s` busy for several milliseconds with device-to-device copies between two buffers
 // allocated here (on s); frees them at once (they belong to s, so reuse waits in stream order).

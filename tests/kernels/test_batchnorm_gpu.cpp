@@ -8,16 +8,13 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
-
-Tensor to_gpu(const Tensor& t) { return native::to(t, kGPU, t.dtype(), true); }
-Tensor to_cpu(const Tensor& t) { return native::to(t, kCPU, t.dtype(), true); }
 
 DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
 
@@ -28,10 +25,7 @@ test::Tol sum_tol(DType dt, int64_t count, double mag) {
   return {eps * mag * static_cast<double>(count), dt == DType::f64 ? 1e-10 : 1e-4};
 }
 
-test::Tol elem_tol(DType dt) {
-  const test::Tol t = test::tol_for(dt);
-  return {t.atol * 4, t.rtol * 4};
-}
+test::Tol elem_tol(DType dt) { return loose(dt, 4); }
 
 struct BnCase {
   Shape shape;

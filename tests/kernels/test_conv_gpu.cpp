@@ -11,13 +11,13 @@
 #include "core/cuda_api.h"
 #include "core/cudnn_config.h"
 #include "core/gemm_config.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
 
 struct Case {
   int64_t N, C, H, W, O, kh, kw;

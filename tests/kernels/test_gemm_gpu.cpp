@@ -10,13 +10,13 @@
 
 #include "core/cuda_api.h"
 #include "core/gemm_config.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
 
 // How an operand's (rows, cols) matrix sits in memory, beyond row- or column-major.
 enum class Layout {

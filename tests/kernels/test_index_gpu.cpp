@@ -6,36 +6,20 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
-const std::vector<DType> kAllDTypes = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                       DType::i32, DType::i64, DType::u8,  DType::b8};
-
-Tensor to_gpu(const Tensor& t) { return native::to(t, kGPU, t.dtype(), true); }
-
-Tensor values(const Shape& shape, DType dt, double lo, double hi, uint64_t seed) {
-  if (dt == DType::b8) return native::to(test::uniform(shape, 0.0, 2.0, DType::i64, seed), kCPU, DType::b8);
-  if (!is_floating(dt)) {
-    if (dt == DType::u8) lo = std::max(lo, 0.0);
-    return native::to(test::uniform(shape, lo, hi, DType::i64, seed), kCPU, dt);
-  }
-  return test::uniform(shape, lo, hi, dt, seed);
-}
 
 // Indices in [0, n), with repeats.
 Tensor indices(const Shape& shape, int64_t n, DType it, uint64_t seed) {
   return native::to(test::uniform(shape, 0.0, static_cast<double>(n), DType::i64, seed), kCPU, it);
 }
 
-test::Tol atomic_tol(DType t) {  // adds land in another order on the GPU
-  const test::Tol b = test::tol_for(t);
-  return {b.atol * 4, b.rtol * 4};
-}
+test::Tol atomic_tol(DType t) { return loose(t, 4); }  // adds land in another order on the GPU
 
 // Runs f and checks it raises an rg::Error whose message holds `needle`.
 void check_error(const std::function<void()>& f, const std::string& needle) {

@@ -9,16 +9,13 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
-
-Tensor to_gpu(const Tensor& t) { return native::to(t, kGPU, t.dtype(), true); }
-Tensor to_cpu(const Tensor& t) { return native::to(t, kCPU, t.dtype(), true); }
 
 constexpr int64_t kChunk = 65536;
 

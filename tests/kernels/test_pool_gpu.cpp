@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
 
 struct PCase {
   int64_t N, C, H, W;

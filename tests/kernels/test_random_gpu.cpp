@@ -7,13 +7,13 @@
 
 #include "core/cuda_api.h"
 #include "core/random.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
 
 struct Kind {
   RandomKind kind;
@@ -37,8 +37,7 @@ test::Tol random_tol(RandomKind k, DType dt) {
 }  // namespace
 
 TEST_CASE("random_cuda gives the CPU's numbers for the same generator state") {
-  const std::vector<DType> all = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                  DType::i32, DType::i64, DType::u8,  DType::b8};
+  const std::vector<DType> all = test::all_dtypes();
   const std::vector<Shape> shapes = {{1}, {7}, {1023}, {4097}, {3, 5, 7}, {2, 1, 33}, {100003}};
   for (const Kind& k : kKinds) {
     for (DType dt : all) {

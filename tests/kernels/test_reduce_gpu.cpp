@@ -9,59 +9,13 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 
 using namespace rg;
+using namespace rg::ktest;
 
 namespace {
-
-const Device kGPU = Device::cuda(0);
-const std::vector<DType> kAllDTypes = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                       DType::i32, DType::i64, DType::u8,  DType::b8};
-
-Tensor to_gpu(const Tensor& t) { return native::to(t, kGPU, t.dtype(), true); }
-
-Tensor values(const Shape& shape, DType dt, double lo, double hi, uint64_t seed) {
-  if (dt == DType::b8) return native::to(test::uniform(shape, 0.0, 2.0, DType::i64, seed), kCPU, DType::b8);
-  if (!is_floating(dt)) {
-    if (dt == DType::u8) lo = std::max(lo, 0.0);
-    return native::to(test::uniform(shape, lo, hi, DType::i64, seed), kCPU, dt);
-  }
-  return test::uniform(shape, lo, hi, dt, seed);
-}
-
-struct View {
-  std::string name;
-  Shape base;
-  std::function<Tensor(const Tensor&)> make;
-};
-
-// Input views: contiguous, misaligned, every other element of the last dim, last two dims
-// transposed, first dim broadcast.
-std::vector<View> views_of(const Shape& s) {
-  std::vector<View> v;
-  const int64_t nd = static_cast<int64_t>(s.size()), numel = shape_numel(s);
-  v.push_back({"contiguous", s, [](const Tensor& b) { return b; }});
-  v.push_back({"misaligned", {numel + 1}, [s, numel](const Tensor& b) {
-                 return native::view(native::narrow(b, 0, 1, numel), s);
-               }});
-  if (nd >= 1) {
-    Shape wide = s;
-    wide.back() = 2 * s.back() + 1;
-    v.push_back({"step2", wide, [nd, s](const Tensor& b) { return native::slice(b, nd - 1, 1, 2 * s.back() + 1, 2); }});
-  }
-  if (nd >= 2) {
-    Shape t = s;
-    std::swap(t[nd - 1], t[nd - 2]);
-    v.push_back({"transposed", t, [nd](const Tensor& b) { return native::transpose(b, nd - 2, nd - 1); }});
-  }
-  if (nd >= 1 && s[0] > 1) {
-    Shape one = s;
-    one[0] = 1;
-    v.push_back({"broadcast", one, [s](const Tensor& b) { return native::expand(b, s); }});
-  }
-  return v;
-}
 
 struct ReduceShape {
   Shape shape;
@@ -122,7 +76,7 @@ TEST_CASE("reduce_cuda matches the CPU for every op, dtype, dim set and view") {
         for (const Shape& dims : rs.dims) {
           if (is_arg(op) && dims.size() > 1) continue;  // one dim, or all (flattened)
           const bool big = shape_numel(rs.shape) > 5000;
-          for (const View& v : views_of(rs.shape)) {
+          for (const View& v : views_of(rs.shape, true)) {
             if (big && v.name != "contiguous" && v.name != "transposed") continue;  // keep the sweep short
             for (int64_t correction : op == ReduceOp::Var ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{1}) {
               INFO(reduce_op_name(op), " ", dtype_name(dt), " ", shape_str(rs.shape), " dims ", dims_str(dims), " ",
@@ -208,7 +162,7 @@ TEST_CASE("softmax_cuda and its backward match the CPU") {
     for (const Case& c : cases) {
       for (bool log : {false, true}) {
         for (double scale : {5.0, 60.0}) {
-          for (const View& v : views_of(c.shape)) {
+          for (const View& v : views_of(c.shape, true)) {
             if (v.name == "broadcast" || v.name == "misaligned") continue;
             const std::string what = log ? "log_softmax " : "softmax ";
             INFO(what, dtype_name(dt), " ", shape_str(c.shape), " dim ", c.dim, " ", v.name,

@@ -1,9 +1,8 @@
-// Helpers shared by the nn tests: fixed-seed f64 values from std::mt19937_64 (independent of our
-// Philox RNG), a gradcheck assertion, and element-wise comparison of value vectors.
+// Helpers shared by the nn tests: fixed-seed values from std::mt19937_64 (independent of our Philox
+// RNG) as tensors, setting a layer's weights, mean and std; assertions come from test_util.h.
 #pragma once
 
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "autograd/gradcheck.h"
@@ -12,15 +11,11 @@
 
 namespace rg::nntest {
 
+using test::contains;
+using test::error_of;
+using test::uniform_values;
+using test::vals;
 using TL = std::vector<Tensor>;
-
-inline std::vector<double> uniform_values(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = u(g);
-  return v;
-}
 
 // A CPU tensor of `dtype` holding uniform values in [lo, hi), optionally a grad-requiring leaf.
 inline Tensor values(const Shape& shape, double lo, double hi, uint64_t seed, DType dtype = DType::f32,
@@ -34,8 +29,6 @@ inline Tensor values(const Shape& shape, double lo, double hi, uint64_t seed, DT
 inline Tensor leaf64(const Shape& shape, double lo = -1.0, double hi = 1.0, uint64_t seed = 1) {
   return values(shape, lo, hi, seed, DType::f64, true);
 }
-
-inline std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
 
 // Copies `v` (row-major) into an existing tensor without autograd (to set a layer's weights).
 inline void set_values(const Tensor& t, const std::vector<double>& v) {
@@ -54,18 +47,4 @@ inline std::pair<double, double> mean_std(const Tensor& t) {
 
 }  // namespace rg::nntest
 
-#define CHECK_GRADCHECK(...)                                    \
-  do {                                                          \
-    const auto rg_gc_ = ::rg::autograd::gradcheck(__VA_ARGS__); \
-    CHECK_MESSAGE(rg_gc_.ok, rg_gc_.message);                   \
-  } while (0)
-
-#define CHECK_VALUES(actual, expected, tol)                                                                   \
-  do {                                                                                                        \
-    const std::vector<double> rg_a_ = (actual), rg_e_ = (expected);                                           \
-    REQUIRE_MESSAGE(rg_a_.size() == rg_e_.size(), "size ", rg_a_.size(), " vs ", rg_e_.size());               \
-    for (size_t rg_i_ = 0; rg_i_ < rg_a_.size(); ++rg_i_) {                                                   \
-      CHECK_MESSAGE(std::fabs(rg_a_[rg_i_] - rg_e_[rg_i_]) <= (tol), "element ", rg_i_, ": got ", rg_a_[rg_i_], \
-                    ", expected ", rg_e_[rg_i_]);                                                             \
-    }                                                                                                         \
-  } while (0)
+// CHECK_GRADCHECK and CHECK_VALUES: test_util.h.

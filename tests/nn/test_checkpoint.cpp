@@ -75,17 +75,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 // The whole restore path a trainer runs: read and validate the file, then load into the model.
 void restore(Module& m, const std::string& path) { m.load_state_dict(load_safetensors(path).tensors); }
 

@@ -45,17 +45,6 @@ std::vector<std::string> keys(const std::vector<std::pair<std::string, Tensor>>&
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 }  // namespace
 
 TEST_CASE("Module: names and order of parameters, buffers and state_dict, as PyTorch") {
