@@ -44,6 +44,7 @@ void train_classifier_usage() {
       "  --device cpu|cuda|cuda:N (cpu)  --seed N (0)  --out DIR (runs/classify)\n"
       "  --resume [PATH]        continue from PATH (default OUT/last.safetensors) with its saved options;\n"
       "                         options given here override them (e.g. --epochs 20 to train longer)\n"
+      "  --flush-denormal       treat denormal floats as zero on the CPU (torch.set_flush_denormal)\n"
       "  --log-every N          progress line every N steps when stdout is not a terminal\n"
       "  --quiet                epoch lines only\n"
       "distributed (DDP; on when started by `ringgrad launch --nproc-per-node N -- ringgrad train-classifier ...`,\n"
@@ -63,7 +64,8 @@ const std::vector<std::string> kValueFlags = {
     "--amp",      "--ema-decay", "--device",     "--seed",          "--out",          "--resume",
     "--log-every", "--stop-after-epochs", "--task", "--backend", "--bucket-cap-mb"};
 const std::vector<std::string> kSwitches = {"--small-input", "--no-augment",  "--ema",     "--quiet",
-                                            "--no-make-data", "--distributed", "--sync-bn", "--find-unused-parameters"};
+                                            "--no-make-data", "--distributed", "--sync-bn", "--find-unused-parameters",
+                                            "--flush-denormal"};
 
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> v;
@@ -106,6 +108,7 @@ void apply_args(const Args& a, ClassifyConfig& c) {
   dbl("--label-smoothing", c.label_smoothing);
   str("--amp", c.amp);
   if (has_flag(a, "--ema")) c.ema = true;
+  if (has_flag(a, "--flush-denormal")) c.flush_denormal = true;
   dbl("--ema-decay", c.ema_decay);
   str("--device", c.device);
   if (flag_given(a, "--seed")) c.seed = static_cast<uint64_t>(parse_int(a, "--seed", 0));

@@ -14,6 +14,7 @@
 #include "apps/trainer_progress.h"
 #include "autograd/autocast.h"
 #include "autograd/grad_mode.h"
+#include "core/cpu_config.h"
 #include "core/native.h"
 #include "core/random.h"
 #include "data/dataloader.h"
@@ -103,6 +104,7 @@ Json ClassifyConfig::to_json() const {
   j.set("seed", static_cast<int64_t>(seed));
   j.set("ema", ema);
   j.set("ema_decay", ema_decay);
+  j.set("flush_denormal", flush_denormal);
   j.set("out", out);
   j.set("sync_bn", sync_bn);
   j.set("bucket_cap_mb", bucket_cap_mb);
@@ -148,6 +150,7 @@ ClassifyConfig ClassifyConfig::from_json(const Json& j) {
   c.seed = static_cast<uint64_t>(s);
   bln("ema", c.ema);
   dbl("ema_decay", c.ema_decay);
+  bln("flush_denormal", c.flush_denormal);
   str("out", c.out);
   bln("sync_bn", c.sync_bn);
   dbl("bucket_cap_mb", c.bucket_cap_mb);
@@ -671,6 +674,9 @@ TrainResult train_classifier(const ClassifyConfig& cfg_in) {
   // to exit (the launcher then stops the other ranks), so the group is only torn down on success.
   DistContext dc = init_distributed(cfg);
   if (!dc.is_main()) cfg.verbosity = 0;  // rank 0 prints for everyone
+  // Before the loader threads start, so that they inherit it. The previous state comes back at the end.
+  const bool prev_flush_denormal = flush_denormal();
+  if (cfg.flush_denormal) set_flush_denormal(true);
   TrainResult res;
   {
     Trainer t;  // holds the DDP, which must be gone before the group is destroyed
@@ -681,6 +687,7 @@ TrainResult train_classifier(const ClassifyConfig& cfg_in) {
     t.setup_model();
     res = t.run();
   }
+  if (cfg.flush_denormal) set_flush_denormal(prev_flush_denormal);
   shutdown_distributed(dc);
   return res;
 }

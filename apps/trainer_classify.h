@@ -38,6 +38,7 @@ struct ClassifyConfig {
   std::string amp = "none";         // none | f16 | bf16
   int workers = 2;
   uint64_t seed = 0;
+  bool flush_denormal = false;      // FTZ/DAZ on the CPU threads (Note [Flush denormals])
   bool ema = false;
   double ema_decay = 0.999;
   std::string out = "runs/classify";
