@@ -94,6 +94,10 @@ __device__ __forceinline__ To cast(From v) {
     return __float2half_rn(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, __nv_bfloat16>) {
     return __float2bfloat16_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, uint8_t> && std::is_floating_point_v<From>) {
+    // through int64, so that negative values wrap (-1.5 -> 255) as on the CPU and in PyTorch; a
+    // direct conversion compiles to cvt.rzi.u32, which clamps them to 0
+    return static_cast<uint8_t>(static_cast<int64_t>(v));
   } else {
     return static_cast<To>(v);
   }

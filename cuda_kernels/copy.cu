@@ -90,7 +90,7 @@ static __device__ __forceinline__ AnyValue load_any(const char* base, DType t, i
 
 template <typename To>
 static __device__ __forceinline__ To any_to(const AnyValue& v) {
-  return v.is_float ? static_cast<To>(v.f) : static_cast<To>(v.i);
+  return v.is_float ? cast<To>(v.f) : static_cast<To>(v.i);  // cast: float -> u8 wraps as on the CPU
 }
 
 static __device__ __forceinline__ void store_any(char* base, DType t, int64_t off, const AnyValue& v) {

@@ -178,6 +178,98 @@ TEST_CASE("copy_cuda: hand-checked casts") {
   CHECK(std::isinf(h[6]));  // above the largest half
 }
 
+TEST_CASE("copy_cuda: f32 -> f16/bf16 round to nearest even, packed and unpacked, by hand") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  // f16: ulp 2^-10 at 1; 65520 is halfway between 65504 and 2^16 (inf); 2^-25 is half the smallest subnormal
+  const std::vector<double> h_in = {1 + std::ldexp(1, -11), 1 + 3 * std::ldexp(1, -11), 1 + std::ldexp(1, -11) + std::ldexp(1, -20),
+                                    65519.0, 65520.0, std::ldexp(1, -25), 3 * std::ldexp(1, -25), -0.0, nan};
+  const std::vector<double> h_out = {1.0, 1 + std::ldexp(1, -9), 1 + std::ldexp(1, -10), 65504.0, inf, 0.0,
+                                     std::ldexp(1, -23), -0.0, nan};
+  // bf16: ulp 2^-7 at 1
+  const std::vector<double> b_in = {1 + std::ldexp(1, -8), 1 + 3 * std::ldexp(1, -8), 1 + std::ldexp(1, -8) + std::ldexp(1, -20),
+                                    -3.0, -0.0, nan};
+  const std::vector<double> b_out = {1.0, 1 + std::ldexp(1, -6), 1 + std::ldexp(1, -7), -3.0, -0.0, nan};
+  struct Case {
+    DType to;
+    const std::vector<double>& in;
+    const std::vector<double>& out;
+  };
+  for (const Case& c : {Case{DType::f16, h_in, h_out}, Case{DType::bf16, b_in, b_out}}) {
+    for (DType from : {DType::f32, DType::f64}) {
+      const int64_t n = static_cast<int64_t>(c.in.size());
+      std::vector<double> padded = {0.0};  // element 0 is a pad: the view from 1 is not 16-byte aligned
+      padded.insert(padded.end(), c.in.begin(), c.in.end());
+      const Tensor base = from_vector<double>(padded, {n + 1}, TensorOptions(from).device(kGPU));
+      for (bool packed : {true, false}) {
+        INFO(dtype_name(from), " -> ", dtype_name(c.to), packed ? " packed" : " unaligned");
+        const Tensor src = packed ? native::contiguous(native::narrow(base, 0, 1, n)) : native::narrow(base, 0, 1, n);
+        const auto got = native::to(src, kGPU, c.to).to_vector<double>();
+        REQUIRE(got.size() == c.out.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          INFO("element ", i, ": ", c.in[i], " -> ", got[i], ", expected ", c.out[i]);
+          if (std::isnan(c.out[i])) {
+            CHECK(std::isnan(got[i]));
+          } else {
+            CHECK(got[i] == c.out[i]);
+            CHECK(std::signbit(got[i]) == std::signbit(c.out[i]));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("copy_cuda: float -> u8 wraps negative values as the CPU does (through int64, like PyTorch)") {
+  const std::vector<double> in = {-1.5, -3.0, 300.0, 254.5, 0.5, 17.0};  // exact in every float dtype but 254.5 (bf16: a tie, to 254)
+  const std::vector<double> want = {255, 253, 44, 254, 0, 17};
+  for (DType from : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    INFO(dtype_name(from), " -> u8");
+    const Tensor c = from_vector<double>(in, {6}, TensorOptions(from));
+    CHECK(native::to(c, kCPU, DType::u8).to_vector<double>() == want);
+    CHECK(native::to(to_gpu(c), kGPU, DType::u8).to_vector<double>() == want);
+  }
+}
+
+TEST_CASE("elementwise kernels on views 16 bytes into their storage (packed path at an offset)") {
+  // A kernel that took the storage's start instead of data_ptr(), or packed a misaligned
+  // pointer, fails here: the view starts 16 bytes in and the base around it must not change.
+  for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+    const int64_t off = 16 / static_cast<int64_t>(dtype_size(dt));
+    for (int64_t n : {int64_t{7}, int64_t{1023}, int64_t{4097}}) {
+      INFO(dtype_name(dt), " n ", n);
+      auto cut = [&](const Tensor& b) { return native::narrow(b, 0, off, n); };
+      const Tensor ab = values({n + 2 * off}, dt, -4, 4, 301), bb = values({n + 2 * off}, dt, -4, 4, 302);
+      const Tensor ga = to_gpu(ab), gb = to_gpu(bb);
+      RG_CHECK_CLOSE(native::binary(BinaryOp::Add, cut(ga), cut(gb)), native::binary(BinaryOp::Add, cut(ab), cut(bb)),
+                     test::tol_for(dt));
+      RG_CHECK_CLOSE(native::binary(BinaryOp::Lt, cut(ga), cut(gb)), native::binary(BinaryOp::Lt, cut(ab), cut(bb)),
+                     test::tol_for(DType::b8));
+      RG_CHECK_CLOSE(native::unary(UnaryOp::Sigmoid, cut(ga)), native::unary(UnaryOp::Sigmoid, cut(ab)), test::tol_for(dt));
+      RG_CHECK_CLOSE(native::unary_bwd(UnaryOp::Tanh, cut(gb), cut(ga)), native::unary_bwd(UnaryOp::Tanh, cut(bb), cut(ab)),
+                     loose(dt, 2));
+      // in place, fill and casts into an offset view: only the view changes
+      Tensor cs = native::clone(ab), gs = to_gpu(ab);
+      native::binary_(BinaryOp::Mul, cut(cs), cut(bb));
+      native::binary_(BinaryOp::Mul, cut(gs), cut(gb));
+      RG_CHECK_CLOSE(gs, cs, test::tol_for(dt));
+      native::unary_(UnaryOp::Relu, cut(cs));
+      native::unary_(UnaryOp::Relu, cut(gs));
+      RG_CHECK_CLOSE(gs, cs, test::tol_for(dt));
+      native::fill_(cut(cs), 2.5);
+      native::fill_(cut(gs), 2.5);
+      RG_CHECK_CLOSE(gs, cs, test::tol_for(dt));
+      const Tensor f32b = values({n + 8}, DType::f32, -4, 4, 303);  // f32 source 16 bytes in
+      native::copy_(cut(cs), native::narrow(f32b, 0, 4, n));
+      native::copy_(cut(gs), native::narrow(to_gpu(f32b), 0, 4, n));
+      RG_CHECK_CLOSE(gs, cs, test::tol_for(dt));
+      const Tensor condb = values({n + 32}, DType::b8, 0, 2, 304);
+      auto ccut = [&](const Tensor& b) { return native::narrow(b, 0, 16, n); };
+      RG_CHECK_CLOSE(native::where(ccut(to_gpu(condb)), cut(ga), cut(gb)), native::where(ccut(condb), cut(ab), cut(bb)),
+                     test::tol_for(dt));
+    }
+  }
+}
+
 TEST_CASE("copy_cuda within a large grid-stride range and with 64-bit offsets") {
   // 4,000,037 elements: several grid-stride passes and a ragged tail, f32 -> f16 and same-dtype
   Tensor c = test::uniform({4000037}, -3.0, 3.0, DType::f32, 5);
