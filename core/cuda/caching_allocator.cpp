@@ -131,7 +131,7 @@ class CachingAllocator {
   void record_stream(void* ptr, const Stream& s) {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = blocks_.find(ptr);
-    if (it == blocks_.end()) return;  // not a block start (a view); the caller keeps the base alive
+    if (it == blocks_.end() || !it->second->allocated) return;  // not a live block start
     Block* b = it->second.get();
     if (raw(s) == b->stream) return;
     for (const Stream& o : b->other_streams) {
@@ -142,7 +142,10 @@ class CachingAllocator {
 
   void empty_cache() {
     std::lock_guard<std::mutex> lk(mu_);
-    for (size_t d = 0; d < caches_.size(); ++d) release_cached(*caches_[d], static_cast<int>(d));
+    for (size_t d = 0; d < caches_.size(); ++d) {
+      drain_pending(*caches_[d]);
+      release_cached(*caches_[d], static_cast<int>(d));
+    }
   }
 
   MemoryStats stats(int device) {
@@ -168,6 +171,7 @@ class CachingAllocator {
     cudaError_t e = cudaMalloc(&p, seg);
     if (e == cudaErrorMemoryAllocation) {  // give the cache back to the driver and try once more
       (void)cudaGetLastError();
+      drain_pending(dc);  // blocks held back by record_stream count too
       release_cached(dc, device);
       e = cudaMalloc(&p, seg);
     }
@@ -232,6 +236,12 @@ class CachingAllocator {
       dc.pending.pop_front();
       if (--b->pending_events == 0) release_to_pool(dc, b);
     }
+  }
+
+  // Waits for every event of dc's held-back blocks, then returns those blocks to their pools.
+  void drain_pending(DeviceCache& dc) {
+    for (const auto& pe : dc.pending) RG_CUDA_CHECK(cudaEventSynchronize(pe.first));
+    process_pending(dc);
   }
 
   void release_cached(DeviceCache& dc, int device) {

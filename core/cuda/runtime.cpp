@@ -162,6 +162,11 @@ void memcpy(void* dst, const void* src, size_t nbytes, CopyKind kind, bool async
 }
 
 void memcpy_peer(void* dst, int dst_device, const void* src, int src_device, size_t nbytes) {
+  if (nbytes == 0) return;
+  {  // the copy runs on dst's stream, which does not wait for work still queued on src's device
+    DeviceGuard gs(src_device);
+    RG_CUDA_CHECK(cudaStreamSynchronize(current_raw_stream()));
+  }
   DeviceGuard g(dst_device);
   const cudaStream_t s = current_raw_stream();
   RG_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, nbytes, s));

@@ -1,6 +1,7 @@
 // The CUDA caching allocator (core/cuda/caching_allocator.cpp) and the stream/event runtime
 // (core/cuda/runtime.cpp): stats, reuse without cudaMalloc, per-stream caching, empty_cache,
 // record_stream holding a block back, and event ordering between streams.
+#include <string>
 #include <vector>
 
 #include "core/cuda_api.h"
@@ -138,6 +139,75 @@ TEST_CASE("caching allocator: record_stream delays reuse until the other stream'
   cuda::empty_cache();
 }
 
+TEST_CASE("caching allocator: split blocks merge with their free neighbours") {
+  // A new stream has an empty pool, so every placement below is determined.
+  cuda::synchronize(0);
+  cuda::empty_cache();
+  const cuda::Stream s = cuda::new_stream(0);
+  const int64_t reserved0 = cuda::memory_stats(0).reserved;
+  const size_t k300 = 300 * 1024;  // a multiple of 512: no rounding
+  char* a = static_cast<char*>(cuda::caching_alloc(k300, 0, s));  // a new 2 MiB small segment
+  char* b = static_cast<char*>(cuda::caching_alloc(k300, 0, s));
+  char* c = static_cast<char*>(cuda::caching_alloc(k300, 0, s));
+  CHECK(b == a + k300);  // split off the segment's tail, in order
+  CHECK(c == b + k300);
+  CHECK(cuda::memory_stats(0).reserved == reserved0 + 2 * kMiB);
+  cuda::caching_free(a);
+  cuda::caching_free(b);  // merges with a: one 600 KiB block at a
+  const int64_t mallocs = cuda::memory_stats(0).num_cuda_mallocs;
+  void* d = cuda::caching_alloc(2 * k300 - 1024, 0, s);  // fits only the merged block or the tail
+  CHECK(d == a);  // the smallest free block that fits: the merged one (the tail is 1148 KiB)
+  CHECK(cuda::memory_stats(0).num_cuda_mallocs == mallocs);
+  cuda::caching_free(c);
+  cuda::caching_free(d);  // the whole segment is one free block again ...
+  cuda::empty_cache();    // ... so it goes back to the driver
+  CHECK(cuda::memory_stats(0).reserved == reserved0);
+}
+
+TEST_CASE("caching allocator: empty_cache waits for record_stream holds, then frees their blocks") {
+  cuda::synchronize(0);
+  cuda::empty_cache();
+  const int64_t reserved0 = cuda::memory_stats(0).reserved;
+  const cuda::Stream def = cuda::current_stream(0);
+  const cuda::Stream side = cuda::new_stream(0);
+  void* p = cuda::caching_alloc(static_cast<size_t>(24 * kMiB), 0, def);
+  cuda::record_stream(p, side);
+  make_busy(side, 40);
+  cuda::caching_free(p);  // held back behind side's copies
+  cuda::empty_cache();
+  CHECK(cuda::memory_stats(0).reserved == reserved0);  // p's segment and make_busy's, all returned
+  CHECK(cuda::memory_stats(0).allocated <= reserved0);
+}
+
+TEST_CASE("caching allocator: out of memory frees the cache and retries, then reports a clear error") {
+  cuda::synchronize(0);
+  cuda::empty_cache();
+  const int64_t total = cuda::device_total_memory(0);
+  const size_t big = static_cast<size_t>(total / 10 * 6);  // two cannot both fit
+  const cuda::Stream side = cuda::new_stream(0);
+  const cuda::Stream def = cuda::current_stream(0);
+  void* p = cuda::caching_alloc(big, 0, side);
+  cuda::caching_free(p);  // cached for side: def cannot reuse it ...
+  const int64_t mallocs = cuda::memory_stats(0).num_cuda_mallocs;
+  void* q = nullptr;
+  CHECK_NOTHROW(q = cuda::caching_alloc(big, 0, def));  // ... so the first cudaMalloc fails, the cache goes, the retry works
+  CHECK(q != nullptr);
+  CHECK(cuda::memory_stats(0).num_cuda_mallocs == mallocs + 1);
+  CHECK(cuda::memory_stats(0).reserved < 2 * static_cast<int64_t>(big));
+  cuda::caching_free(q);
+  cuda::empty_cache();
+  try {
+    cuda::caching_alloc(static_cast<size_t>(total) * 4, 0, def);
+    FAIL("expected an out-of-memory error");
+  } catch (const rg::Error& e) {
+    const std::string msg = e.what();
+    CHECK_MESSAGE(msg.find("CUDA out of memory on cuda:0") != std::string::npos, msg);
+  }
+  // the failed cudaMalloc leaves no sticky error behind
+  Tensor t = full({1000}, 2.0, TensorOptions(DType::f32).device(kGPU));
+  CHECK(native::reduce(ReduceOp::Sum, t, {}, false).item() == 2000.0);
+}
+
 TEST_CASE("streams: current stream, guards and new streams") {
   const cuda::Stream def = cuda::default_stream(0);
   CHECK(def.handle == nullptr);
@@ -167,13 +237,17 @@ TEST_CASE("events order work across streams and time it") {
   Tensor b = zeros({1 << 20}, TensorOptions(DType::f32).device(kGPU));
   cuda::synchronize(0);
 
+  // a is filled with 5 by a copy, not a kernel: RINGGRAD_DEBUG_SYNC=1 (scripts/gpu_check.sh)
+  // synchronises the device after every kernel launch, which would drain s1 before the checks.
+  Tensor five = full({1 << 20}, 5.0, TensorOptions(DType::f32).device(kGPU));
+  cuda::synchronize(0);
   cuda::Event start(true), stop(true), ready;
   CHECK(ready.query());  // never recorded: done
   start.record(s1);
   make_busy(s1, 40);
   {
-    cuda::StreamGuard g(s1);
-    native::fill_(a, 5.0);  // behind the busy work on s1
+    cuda::StreamGuard g(s1);  // behind the busy work on s1
+    cuda::memcpy(a.data_ptr(), five.data_ptr(), a.nbytes(), cuda::CopyKind::DeviceToDevice, true);
   }
   ready.record(s1);
   stop.record(s1);
