@@ -629,6 +629,10 @@ void conv2d_cuda(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor
 void conv2d_bwd_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor& w, const ConvParams& p) {
   const ConvGeom g = make_geom(gx, w, gy, p);  // gx (N, C, H, W), gy (N, O, Ho, Wo)
   if (gx.numel() == 0) return;
+  if (gy.numel() == 0 || w.numel() == 0) {  // no term reaches gx (as the CPU kernel)
+    fill_cuda(gx, 0.0);
+    return;
+  }
   bool done = false;
 #if defined(RINGGRAD_WITH_CUDNN)
   if (cudnn_enabled()) done = cudnn_conv<Dir::BwdData>(gx, w, gy, g);
@@ -642,6 +646,10 @@ void conv2d_bwd_input_cuda(const Tensor& gx, const Tensor& gy, const Tensor& w, 
 void conv2d_bwd_weight_cuda(const Tensor& gw, const Tensor& gy, const Tensor& x, const ConvParams& p) {
   const ConvGeom g = make_geom(x, gw, gy, p);  // gw (O, C/G, kh, kw), gy (N, O, Ho, Wo), x (N, C, H, W)
   if (gw.numel() == 0) return;
+  if (gy.numel() == 0 || x.numel() == 0) {  // an empty batch: zero gradient (the chunk loops would write nothing)
+    fill_cuda(gw, 0.0);
+    return;
+  }
   bool done = false;
 #if defined(RINGGRAD_WITH_CUDNN)
   if (cudnn_enabled()) done = cudnn_conv<Dir::BwdFilter>(x, gw, gy, g);

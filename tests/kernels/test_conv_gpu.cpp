@@ -4,6 +4,7 @@
 // im2col + gemm path, in f32, f16, bf16 and f64, on odd shapes, misaligned views and batches big
 // enough to chunk the im2col buffer.
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -240,6 +241,52 @@ TEST_CASE("conv2d_cuda: the cached plan gives the same answer on the second call
   RG_CHECK_CLOSE(y2, y1, test::tol_for(DType::f32));  // the same plan (not necessarily bitwise: cuDNN may split sums)
   // a different batch size is a different plan and still right
   check_case({1, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1}, DType::f32, 710);
+}
+
+TEST_CASE("conv2d_cuda on non-contiguous (channels-last, transposed) inputs") {
+  AllowTF32Guard no_tf32(false);
+  for (bool use_cudnn : {true, false}) {
+    CudnnGuard g(use_cudnn, true);
+    const Case c{2, 6, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2};
+    CAPTURE(use_cudnn);
+    const ConvParams p = params_of(c);
+    // x (N, C, H, W) viewed from an (N, H, W, C) buffer; gy (N, O, Ho, Wo) from (N, O, Wo, Ho)
+    const Tensor xb = test::uniform({c.N, c.H, c.W, c.C}, -1, 1, DType::f32, 800, kGPU);
+    const Tensor x = native::permute(xb, {0, 3, 1, 2});
+    const Tensor w = test::uniform({c.O, c.C / c.groups, c.kh, c.kw}, -1, 1, DType::f32, 801, kGPU);
+    const Tensor gyb = test::uniform({c.N, c.O, c.W, c.H}, -1, 1, DType::f32, 802, kGPU);
+    const Tensor gy = native::transpose(gyb, 2, 3);
+    REQUIRE_FALSE(x.is_contiguous());
+    REQUIRE_FALSE(gy.is_contiguous());
+    const Tensor x64 = native::to(x, kCPU, DType::f64), w64 = native::to(w, kCPU, DType::f64);
+    const Tensor gy64 = native::to(gy, kCPU, DType::f64);
+    const Tol tol = tol_for(DType::f32, false);
+    const std::string m1 = compare(native::conv2d(x, w, Tensor(), p), native::conv2d(x64, w64, Tensor(), p),
+                                   native::conv2d(abs64(x64), abs64(w64), Tensor(), p), tol);
+    CHECK_MESSAGE(m1.empty(), "forward: ", m1);
+    const std::string m2 = compare(native::conv2d_bwd_input(gy, w, x.sizes(), p), native::conv2d_bwd_input(gy64, w64, x64.sizes(), p),
+                                   native::conv2d_bwd_input(abs64(gy64), abs64(w64), x64.sizes(), p), tol);
+    CHECK_MESSAGE(m2.empty(), "grad input: ", m2);
+    const std::string m3 = compare(native::conv2d_bwd_weight(gy, x, w.sizes(), p), native::conv2d_bwd_weight(gy64, x64, w64.sizes(), p),
+                                   native::conv2d_bwd_weight(abs64(gy64), abs64(x64), w64.sizes(), p), tol);
+    CHECK_MESSAGE(m3.empty(), "grad weight: ", m3);
+  }
+}
+
+TEST_CASE("conv2d_cuda kernels on an empty batch give zero gradients (as the CPU kernels)") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (bool use_cudnn : {true, false}) {
+    CudnnGuard g(use_cudnn, true);
+    CAPTURE(use_cudnn);
+    ConvParams p;
+    p.padding[0] = p.padding[1] = 1;
+    const auto opts = TensorOptions(DType::f32).device(kGPU);
+    const Tensor x = empty({0, 3, 5, 5}, opts), gy = empty({0, 4, 5, 5}, opts);
+    const Tensor w = test::uniform({4, 3, 3, 3}, -1, 1, DType::f32, 810, kGPU);
+    Tensor gw = full({4, 3, 3, 3}, nan, opts);  // the kernel is called directly: native would zero it first
+    RG_CALL_KERNEL(conv2d_bwd_weight, kGPU, gw, gy, x, p);
+    for (double v : gw.to_vector<double>()) CHECK(v == 0.0);
+  }
 }
 
 TEST_CASE("cudnn_version names the library") {
