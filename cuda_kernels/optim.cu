@@ -74,7 +74,13 @@ __device__ __forceinline__ bool slot_aligned(const TensorListMeta<D>& m, int slo
 
 // Runs f(ptrs (T*[D]), i) for every element i of this block's chunk, where ptrs are offset to the
 // chunk start; elements go W at a time through registers when aligned (f sees one element).
-// f reads and writes element i of each list through the pointers it is given.
+// f reads and writes element i of each list through the pointers it is given. List 1, when there
+// is one, is read-only in every caller (grads, or axpby's xs) and is never stored back.
+template <int D>
+__device__ __forceinline__ constexpr bool list_written(int d) {
+  return D < 2 || d != 1;
+}
+
 template <int D, typename T, typename F>
 __device__ __forceinline__ void for_chunk(const TensorListMeta<D>& m, F&& f) {
   const BlockChunk<D> bc = block_chunk(m);
@@ -98,7 +104,9 @@ __device__ __forceinline__ void for_chunk(const TensorListMeta<D>& m, F&& f) {
         for (int d = 0; d < D; ++d) r[d].v[e] = v[d];
       }
 #pragma unroll
-      for (int d = 0; d < D; ++d) store_pack<W>(p[d], q, r[d]);
+      for (int d = 0; d < D; ++d) {
+        if (list_written<D>(d)) store_pack<W>(p[d], q, r[d]);
+      }
     }
     for (int64_t i = packs * W + threadIdx.x; i < bc.n; i += blockDim.x) {
       T v[D];
@@ -106,7 +114,9 @@ __device__ __forceinline__ void for_chunk(const TensorListMeta<D>& m, F&& f) {
       for (int d = 0; d < D; ++d) v[d] = p[d][i];
       f(v);
 #pragma unroll
-      for (int d = 0; d < D; ++d) p[d][i] = v[d];
+      for (int d = 0; d < D; ++d) {
+        if (list_written<D>(d)) p[d][i] = v[d];
+      }
     }
   } else {
     for (int64_t i = threadIdx.x; i < bc.n; i += blockDim.x) {
@@ -115,7 +125,9 @@ __device__ __forceinline__ void for_chunk(const TensorListMeta<D>& m, F&& f) {
       for (int d = 0; d < D; ++d) v[d] = p[d][i];
       f(v);
 #pragma unroll
-      for (int d = 0; d < D; ++d) p[d][i] = v[d];
+      for (int d = 0; d < D; ++d) {
+        if (list_written<D>(d)) p[d][i] = v[d];
+      }
     }
   }
 }

@@ -139,6 +139,7 @@ TEST_CASE("adam_step: CUDA matches CPU (amsgrad, AdamW, maximize, steps)") {
       check_lists(m, opt_tol(dt), "exp_avg");
       check_lists(v, opt_tol(dt), "exp_avg_sq");
       if (c.amsgrad) check_lists(vmax, opt_tol(dt), "max_exp_avg_sq");
+      check_lists(g, test::Tol{0, 0}, "grads (read only)");
     }
   }
 }

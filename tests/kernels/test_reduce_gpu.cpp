@@ -35,6 +35,7 @@ std::vector<ReduceShape> reduce_shapes() {
       {{64, 300}, {{0}, {1}}},
       {{300, 64}, {{0}, {1}}},
       {{3, 20000}, {{1}, {0}}},
+      {{5, 3000}, {{1}, {0}}},  // row mode, 4 warps per row, 2 rows per block, the last row idle
       {{100003}, {{0}}},
       {{20000, 3}, {{0}}},
       {{4, 6, 5, 7}, {{0, 2}, {1, 3}, {0, 1, 3}}},
@@ -157,7 +158,8 @@ TEST_CASE("softmax_cuda and its backward match the CPU") {
   const std::vector<Case> cases = {{{7}, 0},        {{1023}, 0},      {{4097}, 0},     {{3, 5, 7}, 0},
                                    {{3, 5, 7}, 1},  {{3, 5, 7}, 2},   {{64, 1000}, 1}, {{8, 5000}, 1},
                                    {{4, 2000}, 1},  {{2000, 4}, 0},   {{5, 40}, 1},    {{5, 20}, 1},
-                                   {{2, 1, 33}, 2}, {{2, 1, 33}, 1},  {{2, 3, 64}, -1}, {{300, 64}, 0}};
+                                   {{2, 1, 33}, 2}, {{2, 1, 33}, 1},  {{2, 3, 64}, -1}, {{300, 64}, 0},
+                                   {{5, 3000}, 1}};  // 2 rows of 4 warps per block, the last row idle
   for (DType dt : test::float_dtypes()) {
     for (const Case& c : cases) {
       for (bool log : {false, true}) {
