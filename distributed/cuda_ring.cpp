@@ -68,7 +68,8 @@ using ring_detail::validate;
 // kernel runs on that GPU; a kernel writes its output straight into the right neighbour's slot
 // (IPC-mapped), so one op is one kernel.
 // Timeouts: every host wait honours the group timeout (raise_timeout names the missing ranks); a
-// rank whose collective fails sets `aborted` in its page and its neighbours stop waiting for it.
+// rank whose collective fails sets `aborted` in its page, a rank that destroyed its group has set
+// `closed`, and its neighbours stop waiting for it.
 
 namespace {
 
@@ -702,9 +703,14 @@ void CudaRingGroup::wait_counter(const std::atomic<uint64_t>& counter, uint64_t 
   const int peer_pid = peer_rank == left() ? left_pid_ : right_pid_;
   for (uint64_t i = 0;; ++i) {
     if (counter.load(std::memory_order_acquire) >= target) return;
-    if (peer->aborted.load(std::memory_order_acquire) != 0) {
+    // A flag is set after the peer's last counter store: look at the counter once more before failing.
+    const bool aborted = peer->aborted.load(std::memory_order_acquire) != 0;
+    const bool closed = peer->closed.load(std::memory_order_acquire) != 0;
+    if ((aborted || closed) && counter.load(std::memory_order_acquire) < target) {
       RG_THROW("rank ", rank_, ": ", ctx.info->describe(), ": rank ", peer_rank,
-               " gave up on its collectives after an error (see its log), so this rank cannot finish");
+               aborted ? " gave up on its collectives after an error (see its log)"
+                       : " destroyed its process group without running this collective",
+               ", so this rank cannot finish");
     }
     if (i < 512) {
       cpu_relax();

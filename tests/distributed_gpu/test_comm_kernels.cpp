@@ -3,6 +3,8 @@
 // one and two destinations, element counts around the 16-byte vector width.
 #include <doctest/doctest.h>
 
+#include <iterator>
+
 #include "distributed_gpu/gpu_checks.h"
 
 #ifdef RINGGRAD_WITH_CUDA
@@ -32,12 +34,12 @@ template <typename T> std::vector<T> get(const void* src, size_t n) {
 
 template <typename T>
 std::string check_reduce(int64_t n, ReduceOp op, int divisor, int64_t off_a, int64_t off_b, int64_t off_y,
-                         bool second, bool in_place, uint64_t seed) {
+                         int64_t off_z, bool second, bool in_place, uint64_t seed) {
   const DType t = DTypeOf<T>::value;
   const std::vector<T> a = make_input<T>(seed, 0, n, false), b = make_input<T>(seed, 1, n, false);
   std::vector<T> want(static_cast<size_t>(n));
   for (size_t i = 0; i < want.size(); ++i) want[i] = host_step<T>(a[i], b[i], op, divisor);
-  DevBuf da(n, t, off_a), db(n, t, off_b), dy(n, t, off_y), dz(n, t, off_y + 1);
+  DevBuf da(n, t, off_a), db(n, t, off_b), dy(n, t, off_y), dz(n, t, off_z);
   put(da.ptr, a);
   put(db.ptr, b);
   const cuda::CommOp cop = op == ReduceOp::Max ? cuda::CommOp::Max : cuda::CommOp::Sum;
@@ -51,17 +53,29 @@ std::string check_reduce(int64_t n, ReduceOp op, int divisor, int64_t off_a, int
   const std::string what = std::string("ring_reduce ") + dtype_name(t) + "[" + std::to_string(n) + "] " +
                            dist::reduce_op_name(op) + " /" + std::to_string(divisor) + " offsets " +
                            std::to_string(off_a) + "," + std::to_string(off_b) + "," + std::to_string(off_y) +
-                           (in_place ? " in place" : "") + (second ? " +second" : "");
+                           (in_place ? " in place" : "") + (second ? " +second at " + std::to_string(off_z) : "");
   std::string e = compare(get<T>(y, static_cast<size_t>(n)), want, Expect::Bitwise, what);
   if (e.empty() && second) e = compare(get<T>(dz.ptr, static_cast<size_t>(n)), want, Expect::Bitwise, what + " (y2)");
   if (e.empty() && !in_place) e = compare(get<T>(db.ptr, static_cast<size_t>(n)), b, Expect::Bitwise, what + " (b kept)");
   return e;
 }
 
-std::string check_reduce_any(DType t, int64_t n, ReduceOp op, int divisor, int64_t oa, int64_t ob, int64_t oy,
-                             bool second, bool in_place, uint64_t seed) {
-  RG_GPU_CHECK_DISPATCH(t, check_reduce<T>(n, op, divisor, oa, ob, oy, second, in_place, seed))
+std::string check_reduce_any(DType t, int64_t n, ReduceOp op, int divisor, const int64_t (&off)[4], bool second,
+                             bool in_place, uint64_t seed) {
+  RG_GPU_CHECK_DISPATCH(t, check_reduce<T>(n, op, divisor, off[0], off[1], off[2], off[3], second, in_place, seed))
 }
+
+// Element offsets of a, b, y (unused in place) and the second output, and which outputs exist.
+struct Layout {
+  int64_t off[4];
+  bool second, in_place;
+};
+// aligned (vector path); everything misaligned; misaligned outputs + second output; aligned second
+// output (the vector path's y2 store); in place; in place + misaligned second; in place + aligned second.
+constexpr Layout kLayouts[] = {{{0, 0, 0, 0}, false, false}, {{1, 3, 2, 0}, false, false},
+                               {{0, 0, 1, 2}, true, false},  {{0, 0, 0, 0}, true, false},
+                               {{0, 0, 0, 0}, false, true},  {{0, 0, 0, 1}, true, true},
+                               {{0, 0, 0, 0}, true, true}};
 
 }  // namespace
 
@@ -74,12 +88,9 @@ TEST_CASE("comm kernels: ring_reduce matches the host arithmetic bit for bit" * 
       for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Avg}) {
         const int div = op == ReduceOp::Avg ? 3 : 1;
         const uint64_t seed = static_cast<uint64_t>(n) * 31 + static_cast<uint64_t>(t);
-        // aligned; everything misaligned; misaligned output + second output; in place; in place + second
-        const int64_t layouts[5][3] = {{0, 0, 0}, {1, 3, 2}, {0, 0, 1}, {0, 0, 0}, {0, 0, 0}};
-        for (int l = 0; l < 5; ++l) {
-          const bool second = l == 2 || l == 4, in_place = l >= 3;
-          const std::string e = check_reduce_any(t, n, op, div, layouts[l][0], layouts[l][1], layouts[l][2], second,
-                                                 in_place, seed + static_cast<uint64_t>(l));
+        for (size_t l = 0; l < std::size(kLayouts); ++l) {
+          const Layout& L = kLayouts[l];
+          const std::string e = check_reduce_any(t, n, op, div, L.off, L.second, L.in_place, seed + l);
           CHECK_MESSAGE(e.empty(), e);
           ++cases;
         }
@@ -87,6 +98,20 @@ TEST_CASE("comm kernels: ring_reduce matches the host arithmetic bit for bit" * 
     }
   }
   MESSAGE(cases, " ring_reduce cases");
+}
+
+TEST_CASE("comm kernels: ring_reduce grid-stride loops (more work than 1024 blocks x 256 threads)" *
+          doctest::skip(no_gpu())) {
+  // 2^21 + 2^18 + 5 elements: > 1024 * 256 16-byte vectors for every dtype (f16: 294912), so both
+  // the vector loop and the scalar loop take a second grid-stride iteration; the tail is 5 elements.
+  const int64_t n = (int64_t{1} << 21) + (int64_t{1} << 18) + 5;
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i32, DType::i64}) {
+    for (size_t l : {size_t{0}, size_t{1}, size_t{3}}) {  // vector, scalar, vector with a second output
+      const Layout& L = kLayouts[l];
+      const std::string e = check_reduce_any(t, n, ReduceOp::Avg, 2, L.off, L.second, L.in_place, 7 + l);
+      CHECK_MESSAGE(e.empty(), e);
+    }
+  }
 }
 
 TEST_CASE("comm kernels: the arithmetic rules of the Note, on chosen values" * doctest::skip(no_gpu())) {
@@ -120,12 +145,20 @@ TEST_CASE("comm kernels: the arithmetic rules of the Note, on chosen values" * d
   CHECK(std::isnan(run(DType::f32, 1.0, std::nan(""), ReduceOp::Max, 1).item()));
   CHECK(std::isnan(run(DType::f64, std::nan(""), 5.0, ReduceOp::Max, 1).item()));
   CHECK(run(DType::bf16, -2.5, 3.0, ReduceOp::Max, 1).item() == 3.0);
+  // The reduced floats follow the same max rules (widened to f32, compared, stored back).
+  CHECK(std::isnan(run(DType::f16, 1.0, std::nan(""), ReduceOp::Max, 1).item()));
+  CHECK(std::isnan(run(DType::bf16, std::nan(""), -1.0, ReduceOp::Max, 1).item()));
+  CHECK_FALSE(std::signbit(run(DType::f16, -0.0, 0.0, ReduceOp::Max, 1).item()));
+  CHECK_FALSE(std::signbit(run(DType::bf16, 0.0, -0.0, ReduceOp::Max, 1).item()));
+  CHECK(run(DType::f16, -3.0, -2.0, ReduceOp::Max, 1).item() == -2.0);
+  CHECK(run(DType::i64, -5.0, -9.0, ReduceOp::Max, 1).item() == -5.0);
 }
 
 TEST_CASE("comm kernels: ring_copy to one and two destinations at every alignment" * doctest::skip(no_gpu())) {
   int cases = 0;
+  // 4 MiB + 4099 bytes: more 16-byte words than 1024 blocks x 256 threads (a second grid-stride pass).
   for (int64_t nbytes : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}, int64_t{4096}, int64_t{1} << 20,
-                         (int64_t{1} << 20) + 5}) {
+                         (int64_t{1} << 20) + 5, (int64_t{1} << 22) + 4099}) {
     for (int64_t off : {0, 1, 2, 4, 8, 15}) {
       for (bool two : {false, true}) {
         std::vector<uint8_t> src(static_cast<size_t>(nbytes));

@@ -170,6 +170,9 @@ TEST_CASE("cuda ring: wrong device, dtype and shapes are rejected with the op na
   Tensor a = rg::empty(Shape{4}, TensorOptions().device(Device::cuda(0)));
   Tensor b = rg::empty(Shape{5}, TensorOptions().device(Device::cuda(0)));
   CHECK_THROWS_WITH_AS(pg->allgather(b, a), doctest::Contains("allgather"), Error);
+  // The ring moves flat byte ranges: a strided view must be refused, not reduced as if contiguous.
+  Tensor strided = native::narrow(rg::empty(Shape{4, 4}, TensorOptions().device(Device::cuda(0))), 1, 0, 2);
+  CHECK_THROWS_WITH_AS(pg->allreduce(strided), doctest::Contains("contiguous"), Error);
   // World size 1: every collective is the identity (avg divides by 1).
   CaseOptions o;
   o.ring_cfg = dist::CudaRingConfig();

@@ -209,6 +209,7 @@ std::vector<GemmCase> shape_cases() {
       {1, 257, 520, 1000},   // several block tiles, 32 K-slices with a partial last one
       {2, 600, 700, 256},    // many tiles: exercises the grouped block order
       {1, 33, 40, 8},        // one K-slice: the pipeline prologue is mostly empty
+      {1, 1096, 264, 64},    // 9 tile rows: a full group of 8 in the block order, then a group of 1
   };
   GemmCase padded{1, 100, 70, 13};  // aligned rows, ragged ends: partial 16-byte chunks
   padded.storage = Layout::Padded;
@@ -252,6 +253,8 @@ std::vector<GemmCase> batch_and_scalar_cases() {
   v.push_back(g);
   g = {1, 31, 29, 23};
   g.nan_c = true;
+  v.push_back(g);
+  g = {65537, 2, 8, 8};  // more batches than grid y takes (65535): launched in two chunks
   v.push_back(g);
   g = {2, 5, 6, 0};  // K == 0: c = beta * c
   g.beta = 0.5;
