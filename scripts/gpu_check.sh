@@ -66,9 +66,23 @@ stage_bench_dist() {
     "$B/apps/ringgrad" bench dp-vs-ddp --device cuda --replicas 1,2 --sync-bn --out "$OUT/dp_vs_ddp"
 }
 
+# cuDNN loads its engine libraries with dlopen: put the folders of the cuDNN and NCCL that CMake found
+# (pip wheels included) on the loader path, so that they resolve from there too.
+lib_path() {
+  local cache="$B/CMakeCache.txt" v
+  [ -f "$cache" ] || return 0
+  for v in CUDNN_LIBRARY NCCL_LIBRARY; do
+    local lib
+    lib=$(sed -n "s/^$v:[A-Z]*=//p" "$cache")
+    [ -n "$lib" ] && [ -f "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  done
+  return 0
+}
+
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(build gpu-tests cpu-tests bench bench-dist)
 for s in "${stages[@]}"; do
+  lib_path
   case "$s" in
     build) stage_build ;;
     gpu-tests) stage_gpu_tests ;;
