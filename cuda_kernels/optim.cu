@@ -178,7 +178,7 @@ static __global__ void adam_step_fwd_kernel(TensorListMeta<D> m, AdamArgs<T> a) 
     v[3] = vi;
     T vden = vi;
     if constexpr (D == 5) {
-      vden = v[4] > vi ? v[4] : vi;
+      vden = (vi > v[4] || isnan(vi)) ? vi : v[4];  // torch.maximum: a NaN in either propagates
       v[4] = vden;
     }
     const T denom = dm::sqrt(vden) / a.bc2_sqrt + a.eps;

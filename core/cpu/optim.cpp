@@ -90,7 +90,7 @@ void adam_step_cpu(const std::vector<Tensor>& params, const std::vector<Tensor>&
           v[i] = vi;
           T vden = vi;
           if (p.amsgrad) {
-            vden = std::max(vmax[i], vi);
+            vden = (vi > vmax[i] || std::isnan(vi)) ? vi : vmax[i];  // torch.maximum: NaN propagates
             vmax[i] = vden;
           }
           const T denom = std::sqrt(vden) / bc2_sqrt + eps;

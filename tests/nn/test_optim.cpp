@@ -217,6 +217,23 @@ TEST_CASE("Adam and AdamW match PyTorch's formulas: amsgrad, weight decay, maxim
   }
 }
 
+TEST_CASE("Adam amsgrad propagates a NaN into max_exp_avg_sq as torch.maximum does") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dt : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dt));
+    Tensor p = param({0.5, -1.0}, dt);
+    Adam opt({p}, AdamOptions{.lr = 0.01, .amsgrad = true});
+    set_grad(p, {1.0, 2.0});
+    opt.step();  // max_exp_avg_sq = v = 0.001 * g^2: finite
+    set_grad(p, {nan, 0.5});
+    opt.step();  // v[0] is NaN: max(0.001, NaN) must be NaN, not 0.001
+    const std::vector<double> vmax = vals(opt.state(0).get("max_exp_avg_sq"));
+    CHECK(std::isnan(vmax[0]));
+    CHECK(vmax[1] == doctest::Approx(std::max(0.001 * 4, 0.999 * 0.004 + 0.001 * 0.25)).epsilon(1e-6));
+    CHECK(std::isnan(vals(p)[0]));
+  }
+}
+
 TEST_CASE("optimizer defaults, options and validation") {
   Tensor p = param({1.0});
   SGD sgd({p});
