@@ -81,6 +81,7 @@ DataLoader::DataLoader(std::shared_ptr<const ClassifyDataset> dataset, std::shar
   RG_CHECK(opts_.batch_size >= 1, "DataLoader: batch_size must be >= 1, got ", opts_.batch_size);
   RG_CHECK(opts_.workers >= 0, "DataLoader: workers must be >= 0, got ", opts_.workers);
   if (opts_.prefetch_batches <= 0) opts_.prefetch_batches = 2 * std::max(opts_.workers, 1);
+  if (opts_.pin_memory && cuda::is_available()) pin_device_ = cuda::current_device();  // Note [Pinned batches' device]
 }
 
 DataLoader::~DataLoader() { stop_workers(); }
@@ -159,6 +160,16 @@ void DataLoader::start_epoch(int64_t epoch, int64_t start_batch) {
 }
 
 void DataLoader::worker_loop() {
+  // Note [Pinned batches' device]. Set for good, not with a DeviceGuard: restoring cuda:0 on exit
+  // would create the very context on cuda:0 this avoids. A failure is reported at the first batch.
+  std::exception_ptr device_error;
+  if (pin_device_ >= 0) {
+    try {
+      cuda::set_device(pin_device_);
+    } catch (...) {
+      device_error = std::current_exception();
+    }
+  }
   for (;;) {
     int64_t b = 0;
     {
@@ -171,6 +182,7 @@ void DataLoader::worker_loop() {
     }
     Slot slot;
     try {
+      if (device_error) std::rethrow_exception(device_error);
       slot.batch = build(order_, epoch_, b);  // order_ and epoch_ are fixed while workers run
     } catch (...) {
       slot.error = std::current_exception();

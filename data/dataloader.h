@@ -93,9 +93,17 @@ struct DataLoaderOptions {
   bool drop_last = false;
   int workers = 2;          // 0: load in the calling thread
   int prefetch_batches = 0; // batches made ahead of the consumer; 0 = 2 * max(workers, 1)
-  bool pin_memory = false;  // page-locked host batches (for CUDA)
+  bool pin_memory = false;  // page-locked host batches (for CUDA), Note [Pinned batches' device]
   uint64_t seed = 0;        // the augmentation seed (Note [Per-sample randomness])
 };
+
+// Note [Pinned batches' device]
+// cudaHostAlloc runs in the thread that builds a batch, and a thread's current device is cuda:0
+// until it sets one: a worker allocating there would create a CUDA context on cuda:0 for every
+// process (hundreds of MiB each on GPU 0 when each rank trains on its own GPU). The loader
+// therefore records the current device of the thread that constructs it (with pin_memory and a
+// GPU present) and makes it the current device of each worker thread (workers = 0 builds in the
+// calling thread, under its own current device).
 
 // Note [Loader determinism]
 // Batch b of epoch e holds the samples sampler.indices(e)[b*B, (b+1)*B), each transformed with
@@ -132,6 +140,7 @@ class DataLoader {
   std::shared_ptr<const Sampler> sampler_;
   ImageTransform transform_;
   DataLoaderOptions opts_;
+  int pin_device_ = -1;  // the CUDA device pinned batches are allocated under; -1: none
 
   // the current epoch
   int64_t epoch_ = 0;
