@@ -599,14 +599,17 @@ Tensor DataParallel::forward(const Tensor& x) {
   }
   std::vector<std::exception_ptr> errors(R);
   for (size_t r = 0; r < R; ++r) errors[r] = s.workers[r]->wait();
-  for (size_t r = 0; r < R; ++r) {
-    s.unbind(r, bc_slots, buf_slots);
-    s.unbind(r, plain_slots, {});
-  }
+  // The caller's streams wait for the replicas BEFORE unbind may free the copies the replica
+  // streams still read or write (buffer copies die there): a freed block returns to the caller's
+  // stream, whose later work must be ordered after the replicas' (Note [DataParallel streams]).
   if (s.is_cuda) {
     for (size_t r = 0; r < R; ++r) {
       for (int d : involved) s.done_events[r].block(cuda::current_stream(d));
     }
+  }
+  for (size_t r = 0; r < R; ++r) {
+    s.unbind(r, bc_slots, buf_slots);
+    s.unbind(r, plain_slots, {});
   }
   for (size_t r = 0; r < R; ++r) {
     if (errors[r]) {

@@ -1,8 +1,8 @@
 // DDP on CUDA through the CUDA ring backend: 2 and 3 ranks on ONE GPU, as processes (copies of this
 // executable running the skipped case "ddp_gpu_worker_entry"). The checks of
 // tests/distributed/test_ddp.cpp on cuda:0: equivalence with one process on the whole batch (bucket
-// views or not, small buckets, no overlap, no_sync, f16/bf16 communication), unused parameters,
-// buffers, and GradScaler's found_inf shared across ranks.
+// views or not, small buckets, no overlap, static_graph, no_sync, f16/bf16 communication), unused
+// parameters, buffers, and GradScaler's found_inf shared across ranks.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -67,6 +67,17 @@ void worker_equivalence() {
   CHECK_MESSAGE(compare_params(l.params, ref, kGpuF32Tol).empty(), compare_params(l.params, ref, kGpuF32Tol));
   check_stats(l.stats, 3);
   for (const auto& b : l.stats.buckets) CHECK(b.launch_ms >= l.stats.backward_end_ms - 1e-3);
+
+  // static_graph: after the first backward the buckets are remade on the GPU in arrival order
+  // (new flat tensors, .grad re-pointed into them); later steps reduce through the new ones.
+  DDPOptions sg = small;
+  sg.static_graph = true;
+  const DDPRun g = ddp_train(1000, sg, c, kDev);
+  CHECK_MESSAGE(compare_params(g.params, ref, kGpuF32Tol).empty(), compare_params(g.params, ref, kGpuF32Tol));
+  size_t in_buckets = 0;
+  for (const auto& b : g.buckets) in_buckets += b.size();
+  CHECK(in_buckets == 4);
+  check_stats(g.stats, g.buckets.size());
 
   DDPOptions noview;
   noview.gradient_as_bucket_view = false;
