@@ -1,5 +1,7 @@
 // Elementwise ops: dtype promotion (torch.result_type rules for 0-dim operands), device checks,
 // broadcasting as stride-0 views, and the in-place variants.
+#include <cmath>
+
 #include "core/native.h"
 
 namespace rg::native {
@@ -85,12 +87,31 @@ Tensor unary_bwd(UnaryOp op, const Tensor& gy, const Tensor& xy, double alpha, d
   return gx;
 }
 
+namespace {
+
+// The dtype a binary op computes in: the promoted type, except that true division and atan2 of
+// integers give f32 (int ** int stays int).
+DType binary_compute_type(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const DType t = result_type(a, b);
+  return (op == BinaryOp::Div || op == BinaryOp::Atan2) && !is_floating(t) ? DType::f32 : t;
+}
+
+// add/sub's alpha on integer tensors must be integral, as in PyTorch.
+void check_alpha(BinaryOp op, DType t, double alpha) {
+  if ((op == BinaryOp::Add || op == BinaryOp::Sub) && !is_floating(t)) {
+    RG_CHECK(alpha == std::trunc(alpha), "For integral input tensors, argument alpha must not be a floating point "
+             "number (got ", alpha, ")");
+  }
+}
+
+}  // namespace
+
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha, double beta) {
   OpScope scope(binary_op_name(op), {&a, &b});
   RG_CHECK(a.defined() && b.defined(), "undefined input");
   const Device dev = common_device(a, b);
-  DType t = result_type(a, b);
-  if ((op == BinaryOp::Div || op == BinaryOp::Atan2) && !is_floating(t)) t = DType::f32;  // int ** int stays int
+  const DType t = binary_compute_type(op, a, b);
+  check_alpha(op, t, alpha);
   const Shape shape = broadcast_shapes(a.sizes(), b.sizes(), binary_op_name(op));
   const Tensor ae = expand(prepare(a, dev, t), shape);
   const Tensor be = expand(prepare(b, dev, t), shape);
@@ -106,6 +127,14 @@ void binary_(BinaryOp op, const Tensor& self, const Tensor& other, double alpha,
   const Shape shape = broadcast_shapes(self.sizes(), other.sizes(), binary_op_name(op));
   RG_CHECK(shape == self.sizes(), "output with shape ", shape_str(self.sizes()),
            " doesn't match the broadcast shape ", shape_str(shape));
+  // PyTorch's can_cast: an in-place result may not go from floating point to an integer, or from
+  // anything but bool to bool (int_tensor.div_(...) or int_tensor.add_(0.5 * ...) are errors).
+  if (op != BinaryOp::Axpby) {  // Axpby is internal: optimizers and EMA blend in self's dtype
+    const DType t = binary_compute_type(op, self, other);
+    RG_CHECK(!(is_floating(t) && !is_floating(self.dtype())) && !(self.dtype() == DType::b8 && t != DType::b8),
+             "result type ", dtype_name(t), " can't be cast to the desired output type ", dtype_name(self.dtype()));
+    check_alpha(op, self.dtype(), alpha);
+  }
   const Tensor o = expand(prepare(other, self.device(), self.dtype()), shape);
   if (self.numel()) RG_CALL_KERNEL(binary, self.device(), self, self, o, op, alpha, beta);
   self.bump_version();

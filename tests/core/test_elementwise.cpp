@@ -416,17 +416,18 @@ TEST_CASE("binary integer and bool ops in int64 arithmetic") {
             .to_vector<int64_t>() == std::vector<int64_t>{-2147483648LL});
   CHECK(native::binary(BinaryOp::Mul, from_vector<int64_t>({int64_t{1} << 40}), from_vector<int64_t>({1 << 20}))
             .to_vector<int64_t>() == std::vector<int64_t>{int64_t{1} << 60});
-  // integer kernels of pow, div and atan2 (in place keeps the integer dtype)
+  // integer kernels of pow (in place keeps the integer dtype), and of div and atan2, which only the
+  // kernel contract reaches (native::binary_ refuses a float result in an integer tensor, below)
   const Tensor pw = from_vector<int64_t>({3, 2, -2, 5, 7, 1, -1, 2});
   native::binary_(BinaryOp::Pow, pw, from_vector<int64_t>({4, 61, 3, 0, 1, -3, -3, -1}));
   const int64_t* pwp = pw.data<int64_t>();
   const std::vector<int64_t> pw_want = {81, int64_t{1} << 61, -8, 1, 7, 1, -1, 0};  // 2^-1 truncates to 0
   for (size_t i = 0; i < pw_want.size(); ++i) CHECK(pwp[i] == pw_want[i]);
   const Tensor dv = from_vector<int32_t>({7, -7, 9, 5});
-  native::binary_(BinaryOp::Div, dv, from_vector<int32_t>({2, 2, -4, 0}));
+  binary_cpu(dv, dv, from_vector<int32_t>({2, 2, -4, 0}), BinaryOp::Div, 1.0, 1.0);
   CHECK(dv.to_vector<int64_t>() == std::vector<int64_t>{3, -3, -2, 0});  // truncated; x / 0 gives 0
   const Tensor at = from_vector<int32_t>({1, -1});
-  native::binary_(BinaryOp::Atan2, at, from_vector<int32_t>({0, 0}));
+  binary_cpu(at, at, from_vector<int32_t>({0, 0}), BinaryOp::Atan2, 1.0, 1.0);
   CHECK(at.to_vector<int64_t>() == std::vector<int64_t>{1, -1});  // +-pi/2 truncated
   // exact int64 comparisons beyond 2^53
   const int64_t big = (int64_t{1} << 60) + 1;
@@ -434,6 +435,32 @@ TEST_CASE("binary integer and bool ops in int64 arithmetic") {
   CHECK(native::binary(BinaryOp::Eq, from_vector<int64_t>({big}), from_vector<int64_t>({big - 1})).item() == 0.0);
   CHECK(native::binary(BinaryOp::Sub, from_vector<int64_t>({big}), from_vector<int64_t>({1})).data<int64_t>()[0] ==
         big - 1);
+}
+
+TEST_CASE("in-place results PyTorch cannot cast, and fractional alpha on integers, are errors") {
+  using test::contains;
+  using test::error_of;
+  const Tensor i = from_vector<int64_t>({7, 3});
+  const std::string m = error_of([&] { native::binary_(BinaryOp::Div, i, from_vector<int64_t>({2, 0})); });
+  CHECK(contains(m, "result type float32 can't be cast to the desired output type int64"));
+  CHECK(contains(m, "div"));
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{7, 3});  // untouched
+  CHECK(contains(error_of([&] { native::binary_(BinaryOp::Add, i, from_vector<double>({0.5, 0.5})); }),
+                 "can't be cast to the desired output type int64"));
+  CHECK(contains(error_of([&] { native::binary_(BinaryOp::Mul, i, scalar_tensor(1.5)); }), "can't be cast"));
+  const Tensor b = native::to(from_vector<uint8_t>({1, 0}), kCPU, DType::b8);
+  CHECK(contains(error_of([&] { native::binary_(BinaryOp::Add, b, from_vector<int32_t>({1, 1})); }),
+                 "can't be cast to the desired output type bool"));
+  CHECK(contains(error_of([&] { native::binary(BinaryOp::Add, i, i, 0.5); }), "alpha must not be a floating point"));
+  CHECK(contains(error_of([&] { native::binary_(BinaryOp::Sub, i, i, 1.5); }), "alpha must not be a floating point"));
+  // what PyTorch allows: an integer other into a float self, a narrower float, integral alpha
+  const Tensor f = from_vector<float>({1.0f, 2.0f});
+  native::binary_(BinaryOp::Add, f, from_vector<int64_t>({1, 2}), 2.0);
+  CHECK(f.to_vector<double>() == std::vector<double>{3.0, 6.0});
+  native::binary_(BinaryOp::Mul, f, from_vector<double>({0.5, 0.5}));
+  CHECK(f.to_vector<double>() == std::vector<double>{1.5, 3.0});
+  native::binary_(BinaryOp::Add, i, from_vector<int32_t>({1, 1}), -3.0);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{4, 0});
 }
 
 TEST_CASE("maximum and minimum propagate NaN; comparisons with NaN are false") {
