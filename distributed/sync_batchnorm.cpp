@@ -9,7 +9,6 @@
 #include "autograd/function.h"
 #include "autograd/grad_mode.h"
 #include "distributed/data_parallel.h"
-#include "nn/init.h"
 
 namespace rg::dist {
 
@@ -20,8 +19,6 @@ using autograd::SavedVariable;
 using autograd::TensorList;
 
 DType stat_dtype(const Tensor& x) { return x.dtype() == DType::f64 ? DType::f64 : DType::f32; }
-
-std::string py_bool(bool b) { return b ? "True" : "False"; }
 
 struct SyncBatchNormBackward : Node {
   double count = 0;  // global values per channel
@@ -145,71 +142,34 @@ SyncBatchNorm::SyncBatchNorm(int64_t num_features, nn::BatchNormOptions options,
       process_group_(std::move(process_group)) {
   RG_CHECK(num_features > 0, "SyncBatchNorm: num_features must be positive, got ", num_features);
   RG_CHECK(options_.eps > 0.0, "SyncBatchNorm: eps must be positive, got ", options_.eps);
-  // The names, shapes and initial values of BatchNorm2d's (nn/layers.cpp), so state dicts match.
-  if (options_.affine) {
-    register_parameter("weight", ones({num_features}));
-    register_parameter("bias", zeros({num_features}));
-  } else {
-    register_parameter("weight", Tensor());
-    register_parameter("bias", Tensor());
-  }
-  if (options_.track_running_stats) {
-    register_buffer("running_mean", zeros({num_features}));
-    register_buffer("running_var", ones({num_features}));
-    register_buffer("num_batches_tracked", zeros({}, DType::i64));
-  } else {
-    register_buffer("running_mean", Tensor());
-    register_buffer("running_var", Tensor());
-    register_buffer("num_batches_tracked", Tensor());
-  }
+  // The names, shapes and initial values of BatchNorm2d's, so state dicts match (Note [Batch-norm state]).
+  nn::register_batch_norm_state(*this, num_features, options_);
 }
 
-void SyncBatchNorm::reset_running_stats() {
-  if (!options_.track_running_stats) return;
-  nn::init::zeros_(running_mean());
-  nn::init::ones_(running_var());
-  nn::init::zeros_(num_batches_tracked());
-}
+void SyncBatchNorm::reset_running_stats() { nn::reset_batch_norm_running_stats(*this, options_); }
 
-void SyncBatchNorm::reset_parameters() {
-  reset_running_stats();
-  if (options_.affine) {
-    nn::init::ones_(weight());
-    nn::init::zeros_(bias());
-  }
-}
+void SyncBatchNorm::reset_parameters() { nn::reset_batch_norm_parameters(*this, options_); }
 
 Tensor SyncBatchNorm::forward(const Tensor& x) {
   RG_CHECK(x.defined(), "SyncBatchNorm: undefined input");
   RG_CHECK(x.dim() >= 2, "SyncBatchNorm: expected at least 2D input (got ", x.dim(), "D input)");
   RG_CHECK(x.size(1) == num_features_, "SyncBatchNorm: input ", shape_str(x.sizes()), " has ", x.size(1),
            " channels, expected num_features=", num_features_);
-  double factor = options_.momentum.value_or(0.0);
-  const bool tracking = options_.track_running_stats;
-  if (is_training() && tracking) {
-    NoGradGuard ng;
-    native::unary_(UnaryOp::Affine, num_batches_tracked(), 1.0, 1.0);  // += 1
-    if (!options_.momentum) factor = 1.0 / num_batches_tracked().item();  // cumulative moving average
-  }
-  // Batch statistics in training, or when there are no running statistics to use (PyTorch's
-  // bn_training); they are synchronised only in training mode with more than one rank.
-  const bool use_batch_stats = is_training() || !tracking;
+  const nn::BatchNormStep s = nn::batch_norm_step(*this, options_);
+  // Batch statistics are synchronised only in training mode with more than one rank.
   std::shared_ptr<ProcessGroup> pg = process_group_;
   if (!pg && is_initialized()) pg = default_group();
-  const bool sync = use_batch_stats && is_training() && pg && pg->size() > 1;
-  const Tensor rm = (!is_training() || tracking) ? running_mean() : Tensor();
-  const Tensor rv = (!is_training() || tracking) ? running_var() : Tensor();
-  if (!sync) return nn::functional::batch_norm(x, rm, rv, weight(), bias(), use_batch_stats, factor, options_.eps);
+  const bool sync = s.use_batch_stats && is_training() && pg && pg->size() > 1;
+  if (!sync) {
+    return nn::functional::batch_norm(x, s.running_mean, s.running_var, weight(), bias(), s.use_batch_stats,
+                                      s.momentum, options_.eps);
+  }
   RG_CHECK(!in_data_parallel_replica(), "SyncBatchNorm is only supported with DistributedDataParallel (one process "
            "per device), not inside DataParallel replicas");
-  return sync_batch_norm(x, rm, rv, weight(), bias(), factor, options_.eps, pg);
+  return sync_batch_norm(x, s.running_mean, s.running_var, weight(), bias(), s.momentum, options_.eps, pg);
 }
 
-std::string SyncBatchNorm::extra_repr() const {
-  return std::to_string(num_features_) + ", eps=" + nn::py_float(options_.eps) +
-         ", momentum=" + (options_.momentum ? nn::py_float(*options_.momentum) : std::string("None")) +
-         ", affine=" + py_bool(options_.affine) + ", track_running_stats=" + py_bool(options_.track_running_stats);
-}
+std::string SyncBatchNorm::extra_repr() const { return nn::batch_norm_repr(num_features_, options_); }
 
 // ---- convert_sync_batchnorm
 

@@ -136,67 +136,76 @@ std::string Conv2d::extra_repr() const {
   return s;
 }
 
-// ---- BatchNorm2d
+// ---- BatchNorm2d, and the state it shares with dist::SyncBatchNorm (Note [Batch-norm state])
+void register_batch_norm_state(Module& m, int64_t num_features, const BatchNormOptions& o) {
+  m.register_parameter("weight", o.affine ? ones({num_features}) : Tensor());
+  m.register_parameter("bias", o.affine ? zeros({num_features}) : Tensor());
+  const bool t = o.track_running_stats;
+  m.register_buffer("running_mean", t ? zeros({num_features}) : Tensor());
+  m.register_buffer("running_var", t ? ones({num_features}) : Tensor());
+  m.register_buffer("num_batches_tracked", t ? zeros({}, DType::i64) : Tensor());
+}
+
+void reset_batch_norm_running_stats(Module& m, const BatchNormOptions& o) {
+  if (!o.track_running_stats) return;
+  init::zeros_(m.buffer("running_mean"));
+  init::ones_(m.buffer("running_var"));
+  init::zeros_(m.buffer("num_batches_tracked"));
+}
+
+void reset_batch_norm_parameters(Module& m, const BatchNormOptions& o) {
+  reset_batch_norm_running_stats(m, o);
+  if (o.affine) {
+    init::ones_(m.param("weight"));
+    init::zeros_(m.param("bias"));
+  }
+}
+
+BatchNormStep batch_norm_step(Module& m, const BatchNormOptions& o) {
+  BatchNormStep s;
+  s.momentum = o.momentum.value_or(0.0);
+  const bool tracking = o.track_running_stats;
+  if (m.is_training() && tracking) {
+    NoGradGuard ng;
+    const Tensor& count = m.buffer("num_batches_tracked");
+    native::unary_(UnaryOp::Affine, count, 1.0, 1.0);  // += 1
+    if (!o.momentum) s.momentum = 1.0 / count.item();  // cumulative moving average
+  }
+  s.use_batch_stats = m.is_training() || !tracking;
+  if (!m.is_training() || tracking) {
+    s.running_mean = m.buffer("running_mean");
+    s.running_var = m.buffer("running_var");
+  }
+  return s;
+}
+
+std::string batch_norm_repr(int64_t num_features, const BatchNormOptions& o) {
+  return std::to_string(num_features) + ", eps=" + py_float(o.eps) +
+         ", momentum=" + (o.momentum ? py_float(*o.momentum) : std::string("None")) +
+         ", affine=" + py_bool(o.affine) + ", track_running_stats=" + py_bool(o.track_running_stats);
+}
+
 BatchNorm2d::BatchNorm2d(int64_t num_features, BatchNormOptions options)
     : Cloneable("BatchNorm2d"), num_features_(num_features), options_(options) {
   RG_CHECK(num_features > 0, "BatchNorm2d: num_features must be positive, got ", num_features);
   RG_CHECK(options_.eps > 0.0, "BatchNorm2d: eps must be positive, got ", options_.eps);
-  if (options_.affine) {
-    register_parameter("weight", ones({num_features}));
-    register_parameter("bias", zeros({num_features}));
-  } else {
-    register_parameter("weight", Tensor());
-    register_parameter("bias", Tensor());
-  }
-  if (options_.track_running_stats) {
-    register_buffer("running_mean", zeros({num_features}));
-    register_buffer("running_var", ones({num_features}));
-    register_buffer("num_batches_tracked", zeros({}, DType::i64));
-  } else {
-    register_buffer("running_mean", Tensor());
-    register_buffer("running_var", Tensor());
-    register_buffer("num_batches_tracked", Tensor());
-  }
+  register_batch_norm_state(*this, num_features, options_);
 }
 
-void BatchNorm2d::reset_running_stats() {
-  if (!options_.track_running_stats) return;
-  init::zeros_(running_mean());
-  init::ones_(running_var());
-  init::zeros_(num_batches_tracked());
-}
+void BatchNorm2d::reset_running_stats() { reset_batch_norm_running_stats(*this, options_); }
 
-void BatchNorm2d::reset_parameters() {
-  reset_running_stats();
-  if (options_.affine) {
-    init::ones_(weight());
-    init::zeros_(bias());
-  }
-}
+void BatchNorm2d::reset_parameters() { reset_batch_norm_parameters(*this, options_); }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
   check_4d(x, "BatchNorm2d");
   RG_CHECK(x.size(1) == num_features_, "BatchNorm2d: input ", shape_str(x.sizes()), " has ", x.size(1),
            " channels, expected num_features=", num_features_);
-  double factor = options_.momentum.value_or(0.0);
-  const bool tracking = options_.track_running_stats;
-  if (is_training() && tracking) {
-    NoGradGuard ng;
-    native::unary_(UnaryOp::Affine, num_batches_tracked(), 1.0, 1.0);  // += 1
-    if (!options_.momentum) factor = 1.0 / num_batches_tracked().item();  // cumulative moving average
-  }
-  // Batch statistics in training, or when there are no running statistics to use.
-  const bool use_batch_stats = is_training() || !tracking;
-  const Tensor rm = (!is_training() || tracking) ? running_mean() : Tensor();
-  const Tensor rv = (!is_training() || tracking) ? running_var() : Tensor();
-  return functional::batch_norm(x, rm, rv, weight(), bias(), use_batch_stats, factor, options_.eps);
+  const BatchNormStep s = batch_norm_step(*this, options_);
+  return functional::batch_norm(x, s.running_mean, s.running_var, weight(), bias(), s.use_batch_stats, s.momentum,
+                                options_.eps);
 }
 
-std::string BatchNorm2d::extra_repr() const {
-  return std::to_string(num_features_) + ", eps=" + py_float(options_.eps) +
-         ", momentum=" + (options_.momentum ? py_float(*options_.momentum) : std::string("None")) +
-         ", affine=" + py_bool(options_.affine) + ", track_running_stats=" + py_bool(options_.track_running_stats);
-}
+std::string BatchNorm2d::extra_repr() const { return batch_norm_repr(num_features_, options_); }
 
 // ---- pooling
 namespace {

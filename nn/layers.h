@@ -89,6 +89,24 @@ struct BatchNormOptions {
   bool track_running_stats = true;
 };
 
+// Note [Batch-norm state]
+// BatchNorm2d and dist::SyncBatchNorm hold the same state under the same names and update it the
+// same way (PyTorch's _BatchNorm base); these pieces are that shared part, applied to the module.
+// register_batch_norm_state: the parameters and buffers above (undefined where the option is off).
+void register_batch_norm_state(Module& m, int64_t num_features, const BatchNormOptions& o);
+void reset_batch_norm_running_stats(Module& m, const BatchNormOptions& o);  // 0, 1, 0; no-op untracked
+void reset_batch_norm_parameters(Module& m, const BatchNormOptions& o);     // and weight 1, bias 0
+// What one forward hands to the functional batch norm. In training with tracking it first counts the
+// batch (num_batches_tracked += 1), which momentum=None's cumulative average reads.
+struct BatchNormStep {
+  bool use_batch_stats;  // training, or no running statistics to use (PyTorch's bn_training)
+  double momentum;       // the factor for this step's running-stat update
+  Tensor running_mean, running_var;  // (C), undefined when the batch statistics are not tracked
+};
+BatchNormStep batch_norm_step(Module& m, const BatchNormOptions& o);
+// "64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True"
+std::string batch_norm_repr(int64_t num_features, const BatchNormOptions& o);
+
 class BatchNorm2d : public Cloneable<BatchNorm2d> {
  public:
   explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {});
