@@ -13,6 +13,7 @@
 #include "core/gemm_config.h"
 #include "core/native.h"
 #include "cuda_kernels/common.cuh"
+#include "cuda_kernels/handle_pool.h"
 
 #if defined(RINGGRAD_WITH_CUDNN)
 #include <cudnn.h>
@@ -225,45 +226,14 @@ void im2col_bwd_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, cons
 
 namespace {
 
-// ---- handles: one per device per thread, set to the current stream at every call. Handles
-// are never destroyed (as cuBLAS's in gemm.cu): a thread's handles return to a pool when it exits.
-struct CudnnHandlePool {
-  std::mutex mu;
-  std::unordered_map<int, std::vector<cudnnHandle_t>> free;
-};
-CudnnHandlePool& handle_pool() {
-  static auto* pool = new CudnnHandlePool();  // never destroyed
-  return *pool;
-}
-struct ThreadCudnnHandles {
-  std::unordered_map<int, cudnnHandle_t> by_device;
-  ~ThreadCudnnHandles() {
-    auto& pool = handle_pool();
-    std::lock_guard<std::mutex> lk(pool.mu);
-    for (auto& [dev, h] : by_device) pool.free[dev].push_back(h);
-  }
-};
-thread_local ThreadCudnnHandles t_cudnn;
-
+// ---- handles: one per device per thread (Note [Library handles]), set to the current stream at
+// every call.
 cudnnHandle_t cudnn_handle(int device) {
-  auto it = t_cudnn.by_device.find(device);
-  if (it != t_cudnn.by_device.end()) return it->second;
-  cudnnHandle_t h = nullptr;
-  {
-    auto& pool = handle_pool();
-    std::lock_guard<std::mutex> lk(pool.mu);
-    auto& fl = pool.free[device];
-    if (!fl.empty()) {
-      h = fl.back();
-      fl.pop_back();
-    }
-  }
-  if (h == nullptr) {
-    cuda::DeviceGuard guard(device);
+  return cuda::ThreadHandleCache<cudnnHandle_t>::get(device, [] {
+    cudnnHandle_t h = nullptr;
     RG_CUDNN_CHECK(cudnnCreate(&h));
-  }
-  t_cudnn.by_device[device] = h;
-  return h;
+    return h;
+  });
 }
 
 // ---- descriptors (RAII)

@@ -21,6 +21,7 @@
 #include "core/gemm_config.h"
 #include "core/kernels.h"
 #include "core/native.h"
+#include "cuda_kernels/handle_pool.h"
 
 // Every cuBLAS status is checked and turned into rg::Error carrying the status name.
 #define RG_CUBLAS_CHECK(expr)                                                                       \
@@ -560,59 +561,33 @@ OperandLayout classify(int64_t R, int64_t C, int64_t sr, int64_t sc) {
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // ---- cuBLAS handles and workspaces
-// Handles are created once per device and leased to threads: a thread keeps its handle until it
-// exits, when the handle returns to the pool (handles are never destroyed: destroying them during
-// process teardown, after the CUDA context is gone, crashes). Each call sets the handle's stream to
+// Handles: one per device per thread (Note [Library handles]). Each call sets the handle's stream to
 // the thread's current stream and a workspace owned by that stream (cuBLAS resets the workspace on
 // every cublasSetStream). Workspaces come from the caching allocator, one per (device, stream),
 // and stay allocated for the life of the process: they show in memory_stats().allocated.
-struct HandlePool {
+struct WorkspacePool {
   std::mutex mu;
-  std::unordered_map<int, std::vector<cublasHandle_t>> free;
   std::map<std::pair<int, cudaStream_t>, std::pair<void*, size_t>> workspaces;  // (ptr, bytes)
 };
-HandlePool& handle_pool() {
-  static auto* pool = new HandlePool();  // never destroyed (see above)
+WorkspacePool& workspace_pool() {
+  static auto* pool = new WorkspacePool();  // never destroyed, as the handles
   return *pool;
 }
 
-struct ThreadHandles {
-  std::unordered_map<int, cublasHandle_t> by_device;
-  ~ThreadHandles() {
-    auto& pool = handle_pool();
-    std::lock_guard<std::mutex> lk(pool.mu);
-    for (auto& [dev, h] : by_device) pool.free[dev].push_back(h);
-  }
-};
-thread_local ThreadHandles t_handles;
-
 cublasHandle_t cublas_handle(int device) {
-  auto it = t_handles.by_device.find(device);
-  if (it != t_handles.by_device.end()) return it->second;
-  cublasHandle_t h = nullptr;
-  {
-    auto& pool = handle_pool();
-    std::lock_guard<std::mutex> lk(pool.mu);
-    auto& fl = pool.free[device];
-    if (!fl.empty()) {
-      h = fl.back();
-      fl.pop_back();
-    }
-  }
-  if (h == nullptr) {
-    cuda::DeviceGuard guard(device);
+  return cuda::ThreadHandleCache<cublasHandle_t>::get(device, [] {
+    cublasHandle_t h = nullptr;
     RG_CUBLAS_CHECK(cublasCreate(&h));
     // f16/bf16 GEMMs keep f32 partial sums even when cuBLAS splits K (numerics over a few % speed).
     RG_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
-  }
-  t_handles.by_device[device] = h;
-  return h;
+    return h;
+  });
 }
 
 // The workspace of `stream` (created on first use): 32 MiB on Hopper and newer, as cuBLAS
 // recommends there, 4 MiB before.
 std::pair<void*, size_t> cublas_workspace(int device, const cuda::Stream& stream) {
-  auto& pool = handle_pool();
+  WorkspacePool& pool = workspace_pool();
   std::lock_guard<std::mutex> lk(pool.mu);
   auto& ws = pool.workspaces[{device, cuda::raw(stream)}];
   if (ws.first == nullptr) {
