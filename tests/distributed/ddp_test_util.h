@@ -194,6 +194,32 @@ inline std::string compare_params(const std::vector<std::pair<std::string, Tenso
   return out;
 }
 
+// Two DDP variants that must still equal the one-process reference `ref` (trained with config c):
+// no bucket views, with zero_grad keeping the same .grad tensors (they then share no storage); and
+// no_sync accumulation of half of each rank's batch, with and without views (one synchronised
+// backward per step).
+inline void check_no_views_and_no_sync(const TrainConfig& c, const std::vector<std::pair<std::string, Tensor>>& ref,
+                                       Device dev, Tol tol) {
+  DDPOptions noview;
+  noview.gradient_as_bucket_view = false;
+  TrainConfig keep = c;
+  keep.set_to_none = false;
+  const DDPRun nv = ddp_train(1000, noview, keep, dev);
+  CHECK_MESSAGE(compare_params(nv.params, ref, tol).empty(), compare_params(nv.params, ref, tol));
+  CHECK_FALSE(nv.grads_share_storage);
+
+  TrainConfig acc = c;
+  acc.no_sync = true;
+  for (bool view : {true, false}) {
+    CAPTURE(view);
+    DDPOptions o;
+    o.gradient_as_bucket_view = view;
+    const DDPRun ns = ddp_train(1000, o, acc, dev);
+    CHECK_MESSAGE(compare_params(ns.params, ref, tol).empty(), compare_params(ns.params, ref, tol));
+    CHECK(ns.stats.iteration == c.steps);
+  }
+}
+
 inline double max_abs_diff(const std::vector<std::pair<std::string, Tensor>>& a,
                            const std::vector<std::pair<std::string, Tensor>>& b) {
   double d = 0;

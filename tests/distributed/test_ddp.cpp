@@ -133,26 +133,9 @@ void worker_equivalence(bool short_run) {
   CHECK(l.stats.hidden_ms == 0.0);
   CHECK_FALSE(l.stats.overlap);
 
-  // 4. No bucket views; zero_grad(set_to_none = false) keeps the same .grad tensors.
-  DDPOptions noview;
-  noview.gradient_as_bucket_view = false;
-  TrainConfig keep = c;
-  keep.set_to_none = false;
-  const DDPRun nv = ddp_train(1000, noview, keep, kCPU);
-  CHECK_MESSAGE(compare_params(nv.params, ref, kF32Tol).empty(), compare_params(nv.params, ref, kF32Tol));
-  CHECK_FALSE(nv.grads_share_storage);
-
-  // 5. no_sync: half of each rank's batch accumulated locally, the other half synchronised.
-  TrainConfig acc = c;
-  acc.no_sync = true;
-  for (bool view : {true, false}) {
-    CAPTURE(view);
-    DDPOptions o;
-    o.gradient_as_bucket_view = view;
-    const DDPRun ns = ddp_train(1000, o, acc, kCPU);
-    CHECK_MESSAGE(compare_params(ns.params, ref, kF32Tol).empty(), compare_params(ns.params, ref, kF32Tol));
-    CHECK(ns.stats.iteration == c.steps);  // one synchronised backward per step
-  }
+  // 4. No bucket views (zero_grad(set_to_none = false) keeps the same .grad tensors), and 5. no_sync:
+  // half of each rank's batch accumulated locally, the other half synchronised.
+  check_no_views_and_no_sync(c, ref, kCPU, kF32Tol);
 
   // 6. f16 communication: within f16 tolerance, not bitwise the f32 result, half the bytes.
   DDPOptions half;

@@ -79,24 +79,7 @@ void worker_equivalence() {
   CHECK(in_buckets == 4);
   check_stats(g.stats, g.buckets.size());
 
-  DDPOptions noview;
-  noview.gradient_as_bucket_view = false;
-  TrainConfig keep = c;
-  keep.set_to_none = false;
-  const DDPRun nv = ddp_train(1000, noview, keep, kDev);
-  CHECK_MESSAGE(compare_params(nv.params, ref, kGpuF32Tol).empty(), compare_params(nv.params, ref, kGpuF32Tol));
-  CHECK_FALSE(nv.grads_share_storage);
-
-  TrainConfig acc = c;
-  acc.no_sync = true;
-  for (bool view : {true, false}) {
-    CAPTURE(view);
-    DDPOptions o;
-    o.gradient_as_bucket_view = view;
-    const DDPRun ns = ddp_train(1000, o, acc, kDev);
-    CHECK_MESSAGE(compare_params(ns.params, ref, kGpuF32Tol).empty(), compare_params(ns.params, ref, kGpuF32Tol));
-    CHECK(ns.stats.iteration == c.steps);
-  }
+  check_no_views_and_no_sync(c, ref, kDev, kGpuF32Tol);
 
   DDPOptions half;
   half.comm_dtype = DType::f16;
