@@ -74,55 +74,75 @@ void write_json_atomic(const std::string& path, const Json& j) {
   std::filesystem::rename(tmp, path);
 }
 
-}  // namespace
+// ---- set-up
 
-int run_worker(const Config& cfg, const std::string& mode, int n, const std::string& prefix) {
-  const bool is_ddp = mode == "ddp" || mode == "ddp_no_overlap" || mode == "ddp_syncbn";
-  const bool is_dp = mode == "dp";
-  RG_CHECK(is_ddp || is_dp || mode == "single", "bench dp-vs-ddp: unknown worker mode '", mode, "'");
-  RG_CHECK(n >= 1, "bench dp-vs-ddp: worker needs n >= 1, got ", n);
-  const bool cuda = cfg.cuda();
-  const int ngpu = cuda ? cuda::device_count() : 0;
-  RG_CHECK(!cuda || ngpu > 0, "bench dp-vs-ddp: --device cuda but no CUDA device is visible");
-
-  // ---- device, process group, threads
+// Everything a worker process makes before it times anything: devices, process group, thread
+// budget, model, wrappers, optimizer, scaler and the synthetic batch. Members are destroyed in
+// reverse order, as the locals of one function would be.
+struct Setup {
+  std::string mode;
+  int n = 1;
+  bool is_ddp = false, is_dp = false, cuda = false;
   Device dev = kCPU;
   std::shared_ptr<dist::ProcessGroup> pg;
   int rank = 0;
   std::string backend = "none";
-  if (is_ddp) {
+  std::vector<Device> dp_devices;  // DataParallel's devices
+  std::vector<int> cuda_devices;   // the devices this process uses, for syncs and memory stats
+  int budget = 0;                  // OpenMP threads per replica
+  int caller_threads = 0;          // OpenMP threads of the calling thread
+  std::shared_ptr<nn::Module> model;
+  int64_t grad_bytes = 0, param_bytes = 0, buffer_bytes = 0;
+  std::shared_ptr<dist::DistributedDataParallel> ddp;
+  std::shared_ptr<dist::DataParallel> dp;
+  std::unique_ptr<optim::SGD> opt;
+  bool use_amp = false;
+  DType amp_dtype = DType::f16;
+  std::unique_ptr<amp::GradScaler> scaler;
+  int64_t local_batch = 0;
+  Tensor x;  // (local_batch, 3, image_size, image_size)
+  Tensor y;  // (local_batch,) class ids
+
+  void sync_all() const {
+    for (int d : cuda_devices) cuda::synchronize(d);
+  }
+};
+
+// Device, process group (DDP modes) and OpenMP thread budget.
+void set_up_devices(const Config& cfg, Setup& s) {
+  const int ngpu = s.cuda ? cuda::device_count() : 0;
+  RG_CHECK(!s.cuda || ngpu > 0, "bench dp-vs-ddp: --device cuda but no CUDA device is visible");
+  if (s.is_ddp) {
     const int local = dist::get_local_rank();
-    if (cuda) {
+    if (s.cuda) {
       cuda::set_device(local % ngpu);
-      dev = Device::cuda(local % ngpu);
+      s.dev = Device::cuda(local % ngpu);
     }
     dist::InitOptions io;
     io.backend = cfg.backend;
-    io.device = dev;
-    pg = dist::init_process_group(io);
-    rank = pg->rank();
-    RG_CHECK(pg->size() == n, "bench dp-vs-ddp: expected ", n, " ranks, the group has ", pg->size());
-    backend = pg->backend();
-  } else if (cuda) {
+    io.device = s.dev;
+    s.pg = dist::init_process_group(io);
+    s.rank = s.pg->rank();
+    RG_CHECK(s.pg->size() == s.n, "bench dp-vs-ddp: expected ", s.n, " ranks, the group has ", s.pg->size());
+    s.backend = s.pg->backend();
+  } else if (s.cuda) {
     cuda::set_device(0);
-    dev = Device::cuda(0);
+    s.dev = Device::cuda(0);
   }
   // DataParallel devices: one GPU each when there are enough, else N streams on cuda:0 (virtual
   // devices); on CPU, N CPU replicas.
-  std::vector<Device> dp_devices;
-  if (is_dp) {
-    for (int r = 0; r < n; ++r) dp_devices.push_back(cuda ? Device::cuda(ngpu >= n ? r : 0) : kCPU);
+  if (s.is_dp) {
+    for (int r = 0; r < s.n; ++r) s.dp_devices.push_back(s.cuda ? Device::cuda(ngpu >= s.n ? r : 0) : kCPU);
   }
-  std::vector<int> cuda_devices;  // the devices this process uses, for syncs and memory stats
-  if (cuda) {
-    if (is_dp) {
-      for (const Device& d : dp_devices) {
-        if (std::find(cuda_devices.begin(), cuda_devices.end(), d.index) == cuda_devices.end()) {
-          cuda_devices.push_back(d.index);
+  if (s.cuda) {
+    if (s.is_dp) {
+      for (const Device& d : s.dp_devices) {
+        if (std::find(s.cuda_devices.begin(), s.cuda_devices.end(), d.index) == s.cuda_devices.end()) {
+          s.cuda_devices.push_back(d.index);
         }
       }
     } else {
-      cuda_devices.push_back(dev.index);
+      s.cuda_devices.push_back(s.dev.index);
     }
   }
   // Note [dp-vs-ddp threads]: OMP_NUM_THREADS (set by the driver) is the per-replica budget and
@@ -130,32 +150,31 @@ int run_worker(const Config& cfg, const std::string& mode, int n, const std::str
   // DataParallel's caller thread (loss, the whole backward, the optimizer) gets N * budget, the
   // process's total, as PyTorch's shared intra-op pool would give it (libgomp keeps this
   // omp_set_num_threads per thread, so the replica threads keep theirs).
-  const int budget = omp_get_max_threads();
-  if (is_dp) omp_set_num_threads(cfg.dp_caller_threads > 0 ? cfg.dp_caller_threads : n * budget);
-  const int caller_threads = omp_get_max_threads();
+  s.budget = omp_get_max_threads();
+  if (s.is_dp) omp_set_num_threads(cfg.dp_caller_threads > 0 ? cfg.dp_caller_threads : s.n * s.budget);
+  s.caller_threads = omp_get_max_threads();
+}
 
-  // ---- model, wrappers, optimizer, data
+// Model, its DP / DDP wrapper, optimizer, grad scaler and the synthetic batch.
+void set_up_training(const Config& cfg, Setup& s) {
   manual_seed(cfg.seed);
-  std::shared_ptr<nn::Module> model = make_model(cfg);
-  model->to(dev);
-  model->train();
-  int64_t grad_bytes = 0, param_bytes = 0, buffer_bytes = 0;
-  for (const Tensor& p : model->parameters()) {
-    param_bytes += static_cast<int64_t>(p.nbytes());
-    if (p.requires_grad()) grad_bytes += static_cast<int64_t>(p.nbytes());
+  s.model = make_model(cfg);
+  s.model->to(s.dev);
+  s.model->train();
+  for (const Tensor& p : s.model->parameters()) {
+    s.param_bytes += static_cast<int64_t>(p.nbytes());
+    if (p.requires_grad()) s.grad_bytes += static_cast<int64_t>(p.nbytes());
   }
-  for (const Tensor& b : model->buffers()) buffer_bytes += static_cast<int64_t>(b.nbytes());
-  if (mode == "ddp_syncbn") model = dist::convert_sync_batchnorm(model, pg);
+  for (const Tensor& b : s.model->buffers()) s.buffer_bytes += static_cast<int64_t>(b.nbytes());
+  if (s.mode == "ddp_syncbn") s.model = dist::convert_sync_batchnorm(s.model, s.pg);
 
-  std::shared_ptr<dist::DistributedDataParallel> ddp;
-  std::shared_ptr<dist::DataParallel> dp;
-  if (is_ddp) {
+  if (s.is_ddp) {
     dist::DDPOptions o;
-    o.process_group = pg;
-    o.overlap = mode != "ddp_no_overlap";
-    ddp = std::make_shared<dist::DistributedDataParallel>(model, o);
-  } else if (is_dp) {
-    dp = std::make_shared<dist::DataParallel>(model, dp_devices);
+    o.process_group = s.pg;
+    o.overlap = s.mode != "ddp_no_overlap";
+    s.ddp = std::make_shared<dist::DistributedDataParallel>(s.model, o);
+  } else if (s.is_dp) {
+    s.dp = std::make_shared<dist::DataParallel>(s.model, s.dp_devices);
   }
 
   optim::SGDOptions so;
@@ -166,26 +185,31 @@ int run_worker(const Config& cfg, const std::string& mode, int n, const std::str
   so.lr = 0.0;
   so.momentum = 0.9;
   so.weight_decay = 1e-4;
-  optim::SGD opt(model->parameters(), so);
+  s.opt = std::make_unique<optim::SGD>(s.model->parameters(), so);
 
-  const bool use_amp = cfg.amp != "none";
-  const DType amp_dtype = cfg.amp == "bf16" ? DType::bf16 : DType::f16;
+  s.use_amp = cfg.amp != "none";
+  s.amp_dtype = cfg.amp == "bf16" ? DType::bf16 : DType::f16;
   amp::GradScalerOptions gso;
   gso.enabled = cfg.amp == "f16";
-  amp::GradScaler scaler(gso);
-  if (scaler.is_enabled() && is_ddp) dist::sync_grad_scaler(scaler, pg);
+  s.scaler = std::make_unique<amp::GradScaler>(gso);
+  if (s.scaler->is_enabled() && s.is_ddp) dist::sync_grad_scaler(*s.scaler, s.pg);
 
-  const int64_t local_batch = is_dp ? n * cfg.batch : cfg.batch;
-  Generator gen(cfg.seed * 7919 + 17 + static_cast<uint64_t>(rank));
-  const Tensor x = randn({local_batch, 3, cfg.image_size, cfg.image_size}, TensorOptions().device(dev), &gen);
-  const Tensor y = randint(0, cfg.num_classes, {local_batch}, TensorOptions(DType::i64).device(dev), &gen);
-  int64_t out_elem_bytes = 4;
+  s.local_batch = s.is_dp ? s.n * cfg.batch : cfg.batch;
+  Generator gen(cfg.seed * 7919 + 17 + static_cast<uint64_t>(s.rank));
+  s.x = randn({s.local_batch, 3, cfg.image_size, cfg.image_size}, TensorOptions().device(s.dev), &gen);
+  s.y = randint(0, cfg.num_classes, {s.local_batch}, TensorOptions(DType::i64).device(s.dev), &gen);
+}
 
-  auto sync_all = [&] {
-    for (int d : cuda_devices) cuda::synchronize(d);
-  };
+// ---- the step timer
 
-  // ---- one step; `record` adds its phases to `ph` (with `sync`: device-synchronised boundaries)
+// Runs training steps and adds the recorded ones' phases to `ph` (with `sync`: device-synchronised
+// phase boundaries), and DDP's per-bucket allreduce figures.
+class StepTimer {
+ public:
+  explicit StepTimer(Setup& s) : s_(s) {}
+
+  void step(bool record, bool sync);
+
   Phases ph;
   std::vector<std::vector<double>> bucket_service;  // per bucket: its allreduce's own duration per step
   std::vector<int64_t> bucket_bytes;
@@ -193,116 +217,132 @@ int run_worker(const Config& cfg, const std::string& mode, int n, const std::str
   // Per bucket, per recorded step: launch and finish on the host's steady clock (ms), which all
   // processes of the machine share, so the driver can tell when the LAST rank launched a bucket.
   std::vector<std::vector<double>> bucket_launch_abs, bucket_finish_abs;
-  Tensor last_loss;
-  auto step = [&](bool record, bool sync) {
-    const double t0 = now_ms();
-    Tensor loss;
-    {
-      amp::AutocastGuard ac(amp_dtype, use_amp);
-      const Tensor logits = dp ? dp->forward(x) : ddp ? ddp->forward(x) : model->forward(x);  // (b, classes)
-      out_elem_bytes = static_cast<int64_t>(logits.element_size());
-      loss = nn::functional::cross_entropy(logits, y);
-    }
-    if (sync) sync_all();
-    const double t1 = now_ms();
-    if (scaler.is_enabled()) {
-      scaler.scale(loss).backward();
-    } else {
-      loss.backward();
-    }
-    if (sync) sync_all();
-    const double t2 = now_ms();
-    if (scaler.is_enabled()) {
-      scaler.step(opt);
-      scaler.update();
-    } else {
-      opt.step();
-    }
-    opt.zero_grad();
-    if (sync) sync_all();
-    const double t3 = now_ms();
-    last_loss = loss;
-    if (!record) return;
-    ph.count++;
-    ph.step += t3 - t0;
-    ph.optimizer += t3 - t2;
-    double fwd = t1 - t0, bwd = t2 - t1;
-    if (dp) {
-      const dist::DataParallelTimings t = dp->timings();
-      if (t.replicas > 1) {
-        ph.replicate += t.replicate_ms;
-        ph.scatter += t.scatter_ms;
-        ph.gather += t.gather_ms;
-        fwd -= t.replicate_ms + t.scatter_ms + t.gather_ms;  // leaves the replicas' forward + the loss
-        if (t.reduce_ms > 0) {
-          ph.reduce += t.reduce_ms;
-          bwd -= t.reduce_ms;
-        }
-      }
-    }
-    if (ddp) {
-      const dist::DDPStats st = ddp->last_stats();
-      const double wait = std::max(0.0, st.done_ms - st.backward_end_ms);
-      ph.comm_wait += wait;
-      bwd -= wait;
-      ph.comm += st.comm_ms;
-      ph.hidden += st.hidden_ms;
-      if (bucket_service.size() < st.buckets.size()) {
-        bucket_service.resize(st.buckets.size());
-        bucket_launch.resize(st.buckets.size());
-        bucket_bytes.resize(st.buckets.size());
-        bucket_launch_abs.resize(st.buckets.size());
-        bucket_finish_abs.resize(st.buckets.size());
-      }
-      // A bucket's allreduce runs once the previous one has finished (one communication queue):
-      // its own time is finish - max(launch, previous finish).
-      double prev_finish = 0;
-      for (size_t k = 0; k < st.buckets.size(); ++k) {
-        const dist::DDPBucketStats& b = st.buckets[k];
-        bucket_service[k].push_back(b.finish_ms - std::max(b.launch_ms, prev_finish));
-        bucket_launch[k].push_back(b.launch_ms);
-        // Backward started about when loss.backward() was called (t1; the loss's own backward is
-        // the only thing in between).
-        bucket_launch_abs[k].push_back(t1 + b.launch_ms);
-        bucket_finish_abs[k].push_back(t1 + b.finish_ms);
-        bucket_bytes[k] = b.bytes;
-        prev_finish = b.finish_ms;
-      }
-    }
-    ph.forward += fwd;
-    ph.backward += bwd;
-  };
+  Tensor last_loss;  // () the latest step's loss
+  int64_t out_elem_bytes = 4;
 
-  // ---- warm-up, then the timed steps
-  for (int i = 0; i < cfg.warmup; ++i) step(false, false);
-  sync_all();
-  if (pg) pg->barrier()->wait();
-  const double start = now_ms();
-  // CPU: every timed step records its phases (the boundaries cost nothing). CUDA: a free-running
-  // throughput pass, then a pass synchronised at each phase boundary for the breakdown.
-  for (int i = 0; i < cfg.steps; ++i) step(!cuda, false);
-  sync_all();
-  const double wall_ms = now_ms() - start;
-  std::vector<int64_t> peaks;
-  if (cuda) {
-    for (int d : cuda_devices) peaks.push_back(cuda::memory_stats(d).peak_allocated);
+ private:
+  void add_ddp_stats(double backward_start_ms, double* bwd);
+
+  Setup& s_;
+};
+
+// One training step (forward with the loss, backward, optimizer), timed at the phase boundaries.
+void StepTimer::step(bool record, bool sync) {
+  const double t0 = now_ms();
+  Tensor loss;
+  {
+    amp::AutocastGuard ac(s_.amp_dtype, s_.use_amp);
+    const Tensor logits =  // (b, classes)
+        s_.dp ? s_.dp->forward(s_.x) : s_.ddp ? s_.ddp->forward(s_.x) : s_.model->forward(s_.x);
+    out_elem_bytes = static_cast<int64_t>(logits.element_size());
+    loss = nn::functional::cross_entropy(logits, s_.y);
+  }
+  if (sync) s_.sync_all();
+  const double t1 = now_ms();
+  if (s_.scaler->is_enabled()) {
+    s_.scaler->scale(loss).backward();
   } else {
-    peaks.push_back(cpu_memory_stats().peak_allocated);
+    loss.backward();
   }
-  if (cuda) {
-    if (dp) {  // a DataParallel whose phase timings wait for the devices
-      dp.reset();
-      dist::DataParallelOptions dpo;
-      dpo.sync_timing = true;
-      dp = std::make_shared<dist::DataParallel>(model, dp_devices, std::nullopt, dpo);
-      step(false, true);
+  if (sync) s_.sync_all();
+  const double t2 = now_ms();
+  if (s_.scaler->is_enabled()) {
+    s_.scaler->step(*s_.opt);
+    s_.scaler->update();
+  } else {
+    s_.opt->step();
+  }
+  s_.opt->zero_grad();
+  if (sync) s_.sync_all();
+  const double t3 = now_ms();
+  last_loss = loss;
+  if (!record) return;
+  ph.count++;
+  ph.step += t3 - t0;
+  ph.optimizer += t3 - t2;
+  double fwd = t1 - t0, bwd = t2 - t1;
+  if (s_.dp) {
+    const dist::DataParallelTimings t = s_.dp->timings();
+    if (t.replicas > 1) {
+      ph.replicate += t.replicate_ms;
+      ph.scatter += t.scatter_ms;
+      ph.gather += t.gather_ms;
+      fwd -= t.replicate_ms + t.scatter_ms + t.gather_ms;  // leaves the replicas' forward + the loss
+      if (t.reduce_ms > 0) {
+        ph.reduce += t.reduce_ms;
+        bwd -= t.reduce_ms;
+      }
     }
-    if (pg) pg->barrier()->wait();
-    for (int i = 0; i < cfg.steps; ++i) step(true, true);
   }
-  const double loss_value = last_loss.item();
+  if (s_.ddp) add_ddp_stats(t1, &bwd);
+  ph.forward += fwd;
+  ph.backward += bwd;
+}
 
-  // ---- results
+// DDP's communication figures of the step whose backward started at backward_start_ms; takes the
+// wait for the allreduces after the backward out of *bwd.
+void StepTimer::add_ddp_stats(double backward_start_ms, double* bwd) {
+  const dist::DDPStats st = s_.ddp->last_stats();
+  const double wait = std::max(0.0, st.done_ms - st.backward_end_ms);
+  ph.comm_wait += wait;
+  *bwd -= wait;
+  ph.comm += st.comm_ms;
+  ph.hidden += st.hidden_ms;
+  if (bucket_service.size() < st.buckets.size()) {
+    bucket_service.resize(st.buckets.size());
+    bucket_launch.resize(st.buckets.size());
+    bucket_bytes.resize(st.buckets.size());
+    bucket_launch_abs.resize(st.buckets.size());
+    bucket_finish_abs.resize(st.buckets.size());
+  }
+  // A bucket's allreduce runs once the previous one has finished (one communication queue):
+  // its own time is finish - max(launch, previous finish).
+  double prev_finish = 0;
+  for (size_t k = 0; k < st.buckets.size(); ++k) {
+    const dist::DDPBucketStats& b = st.buckets[k];
+    bucket_service[k].push_back(b.finish_ms - std::max(b.launch_ms, prev_finish));
+    bucket_launch[k].push_back(b.launch_ms);
+    // Backward started about when loss.backward() was called (t1; the loss's own backward is
+    // the only thing in between).
+    bucket_launch_abs[k].push_back(backward_start_ms + b.launch_ms);
+    bucket_finish_abs[k].push_back(backward_start_ms + b.finish_ms);
+    bucket_bytes[k] = b.bytes;
+    prev_finish = b.finish_ms;
+  }
+}
+
+// ---- the results writer
+
+// What the timed passes measured, besides the step timer's sums.
+struct Measured {
+  double wall_ms = 0;          // the free-running timed steps
+  std::vector<int64_t> peaks;  // allocator peak per device in use
+  double loss = 0;
+};
+
+// The DDP buckets' figures: bytes, median service and launch times, and every step's absolute
+// launch and finish times.
+Json buckets_json(const StepTimer& st) {
+  Json buckets = Json::array();
+  for (size_t b = 0; b < st.bucket_service.size(); ++b) {
+    Json e = Json::object();
+    e.set("bytes", st.bucket_bytes[b]);
+    e.set("service_ms", median(st.bucket_service[b]));
+    e.set("launch_ms", median(st.bucket_launch[b]));
+    Json la = Json::array(), fi = Json::array();
+    for (double v : st.bucket_launch_abs[b]) la.push_back(v);
+    for (double v : st.bucket_finish_abs[b]) fi.push_back(v);
+    e.set("launch_abs_ms", la);
+    e.set("finish_abs_ms", fi);
+    buckets.push_back(e);
+  }
+  return buckets;
+}
+
+// Writes this rank's raw figures to <prefix>_rank<r>.json (Note [dp-vs-ddp benchmark]).
+void write_results(const Config& cfg, const Setup& s, const StepTimer& st, const Measured& m,
+                   const std::string& prefix) {
+  const Phases& ph = st.ph;
   const double k = ph.count > 0 ? 1.0 / ph.count : 0.0;
   Json phases = Json::object();
   phases.set("replicate", ph.replicate * k);
@@ -314,59 +354,92 @@ int run_worker(const Config& cfg, const std::string& mode, int n, const std::str
   phases.set("comm_wait", ph.comm_wait * k);
   phases.set("optimizer", ph.optimizer * k);
   phases.set("step", ph.step * k);
-  Json buckets = Json::array();
-  for (size_t b = 0; b < bucket_service.size(); ++b) {
-    Json e = Json::object();
-    e.set("bytes", bucket_bytes[b]);
-    e.set("service_ms", median(bucket_service[b]));
-    e.set("launch_ms", median(bucket_launch[b]));
-    Json la = Json::array(), fi = Json::array();
-    for (double v : bucket_launch_abs[b]) la.push_back(v);
-    for (double v : bucket_finish_abs[b]) fi.push_back(v);
-    e.set("launch_abs_ms", la);
-    e.set("finish_abs_ms", fi);
-    buckets.push_back(e);
-  }
   Json peak_list = Json::array();
   int64_t peak = 0;
-  for (int64_t p : peaks) {
+  for (int64_t p : m.peaks) {
     peak_list.push_back(p);
     peak = std::max(peak, p);
   }
   Json j = Json::object();
-  j.set("mode", mode);
-  j.set("n", n);
-  j.set("rank", rank);
-  std::string where = dev.str();
-  if (is_dp && n > 1) {
-    const bool shared = dp_devices[1] == dp_devices[0];
-    where = shared ? dp_devices[0].str() + " x" + std::to_string(n) : dp_devices[0].str() + ".." + dp_devices.back().str();
+  j.set("mode", s.mode);
+  j.set("n", s.n);
+  j.set("rank", s.rank);
+  std::string where = s.dev.str();
+  if (s.is_dp && s.n > 1) {
+    const std::vector<Device>& dd = s.dp_devices;
+    where = dd[1] == dd[0] ? dd[0].str() + " x" + std::to_string(s.n) : dd[0].str() + ".." + dd.back().str();
   }
   j.set("device", where);
-  j.set("backend", backend);
-  j.set("threads", budget);
-  j.set("caller_threads", caller_threads);
-  j.set("local_batch", local_batch);
+  j.set("backend", s.backend);
+  j.set("threads", s.budget);
+  j.set("caller_threads", s.caller_threads);
+  j.set("local_batch", s.local_batch);
   j.set("steps", cfg.steps);
-  j.set("wall_ms", wall_ms);
+  j.set("wall_ms", m.wall_ms);
   j.set("phases", phases);
   j.set("comm_ms", ph.comm * k);
   j.set("hidden_ms", ph.hidden * k);
-  j.set("grad_bytes", grad_bytes);
-  j.set("param_bytes", param_bytes);
-  j.set("buffer_bytes", buffer_bytes);
+  j.set("grad_bytes", s.grad_bytes);
+  j.set("param_bytes", s.param_bytes);
+  j.set("buffer_bytes", s.buffer_bytes);
   j.set("input_bytes_per_sample", int64_t{3} * cfg.image_size * cfg.image_size * 4);
-  j.set("output_bytes_per_sample", cfg.num_classes * out_elem_bytes);
+  j.set("output_bytes_per_sample", cfg.num_classes * st.out_elem_bytes);
   j.set("peak_bytes", peak);
   j.set("peak_bytes_per_device", peak_list);
-  j.set("buckets", buckets);
-  j.set("loss", loss_value);
-  write_json_atomic(prefix + "_rank" + std::to_string(rank) + ".json", j);
+  j.set("buckets", buckets_json(st));
+  j.set("loss", m.loss);
+  write_json_atomic(prefix + "_rank" + std::to_string(s.rank) + ".json", j);
+}
 
-  if (ddp) {
-    ddp.reset();
-    pg->barrier()->wait();  // nobody tears the group down while another rank still writes
-    pg.reset();
+}  // namespace
+
+int run_worker(const Config& cfg, const std::string& mode, int n, const std::string& prefix) {
+  Setup s;
+  s.mode = mode;
+  s.n = n;
+  s.is_ddp = mode == "ddp" || mode == "ddp_no_overlap" || mode == "ddp_syncbn";
+  s.is_dp = mode == "dp";
+  RG_CHECK(s.is_ddp || s.is_dp || mode == "single", "bench dp-vs-ddp: unknown worker mode '", mode, "'");
+  RG_CHECK(n >= 1, "bench dp-vs-ddp: worker needs n >= 1, got ", n);
+  s.cuda = cfg.cuda();
+  set_up_devices(cfg, s);
+  set_up_training(cfg, s);
+  StepTimer timer(s);
+
+  // ---- warm-up, then the timed steps
+  for (int i = 0; i < cfg.warmup; ++i) timer.step(false, false);
+  s.sync_all();
+  if (s.pg) s.pg->barrier()->wait();
+  Measured m;
+  const double start = now_ms();
+  // CPU: every timed step records its phases (the boundaries cost nothing). CUDA: a free-running
+  // throughput pass, then a pass synchronised at each phase boundary for the breakdown.
+  for (int i = 0; i < cfg.steps; ++i) timer.step(!s.cuda, false);
+  s.sync_all();
+  m.wall_ms = now_ms() - start;
+  if (s.cuda) {
+    for (int d : s.cuda_devices) m.peaks.push_back(cuda::memory_stats(d).peak_allocated);
+  } else {
+    m.peaks.push_back(cpu_memory_stats().peak_allocated);
+  }
+  if (s.cuda) {
+    if (s.dp) {  // a DataParallel whose phase timings wait for the devices
+      s.dp.reset();
+      dist::DataParallelOptions dpo;
+      dpo.sync_timing = true;
+      s.dp = std::make_shared<dist::DataParallel>(s.model, s.dp_devices, std::nullopt, dpo);
+      timer.step(false, true);
+    }
+    if (s.pg) s.pg->barrier()->wait();
+    for (int i = 0; i < cfg.steps; ++i) timer.step(true, true);
+  }
+  m.loss = timer.last_loss.item();
+  write_results(cfg, s, timer, m, prefix);
+
+  if (s.ddp) {
+    s.ddp.reset();
+    s.pg->barrier()->wait();  // nobody tears the group down while another rank still writes
+    s.pg.reset();
     dist::destroy_process_group();
   }
   return 0;

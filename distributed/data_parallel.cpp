@@ -299,6 +299,28 @@ std::vector<int64_t> chunk_sizes(int64_t n, int64_t k) {
   return out;
 }
 
+// Where a replica tensor is bound: (index into master_modules, parameter or buffer name).
+using Slots = std::vector<std::pair<size_t, std::string>>;
+
+// One step's replicate phase: the master's tensors sorted by how they reach the replicas (slots[i]
+// names tensors[i]), and the flattened buckets, which stay alive until the forward returns.
+struct Replication {
+  Slots bc_slots, plain_slots, buf_slots;
+  std::vector<Tensor> bc_params;     // parameters that require grad: through the Broadcast node
+  std::vector<Tensor> plain_params;  // parameters copied without history
+  std::vector<Tensor> bufs;          // buffers, copied without history
+  std::vector<Tensor> plain;         // plain_params then bufs
+  std::vector<Bucket> plain_buckets, bc_buckets;
+  std::vector<Tensor> plain_flats, bc_flats;  // (numel of bucket k,) each, on devices[0]
+};
+
+// The caller's thread-local state that a replica thread adopts (Note [DataParallel threads]).
+struct CallerState {
+  bool grad_on = true;
+  bool autocast_on = false;
+  DType autocast_dtype = DType::f16;
+};
+
 }  // namespace
 
 bool in_data_parallel_replica() { return t_in_replica; }
@@ -320,20 +342,30 @@ struct DataParallel::Impl {
   std::vector<nn::Module*> master_modules;
   std::vector<std::vector<std::shared_ptr<nn::Module>>> replicas;
 
+  // The four phases of forward (Note [DataParallel step]); forward times each of them.
+  Replication replicate(nn::Module& master, size_t R, bool grad_on, int64_t step);
+  std::vector<Tensor> scatter(const Tensor& x, const std::vector<int64_t>& rows);
+  std::vector<int> record_inputs_ready(const Tensor& x);
+  std::vector<Tensor> parallel_apply(const std::vector<Tensor>& chunks, const std::vector<int>& involved,
+                                     const Replication& rep, bool grad_on);
+  Tensor gather(const std::vector<Tensor>& outs, int64_t step);
+
+  // Helpers of the phases.
+  Replication collect_master(bool grad_on) const;
+  std::shared_ptr<BroadcastBackward> record_broadcast(const Replication& rep, size_t R, int64_t step);
+  void run_replica(size_t r, const Tensor& chunk, const std::vector<int>& involved, const CallerState& cs,
+                   Tensor* out);
   void check_tree(nn::Module& master);
   void ensure_replica(nn::Module& master, size_t r);
-  void bind(size_t r, const std::vector<std::pair<size_t, std::string>>& param_slots,
-            const std::vector<Tensor>& params, const std::vector<std::pair<size_t, std::string>>& buffer_slots,
+  void bind(size_t r, const Slots& param_slots, const std::vector<Tensor>& params, const Slots& buffer_slots,
             const std::vector<Tensor>& buffers);
   void sync_training(size_t r);
   // Drops replica r's references to this step's copies (the autograd graph keeps what it needs),
   // so they die with the graph as PyTorch's per-step replicas do.
-  void unbind(size_t r, const std::vector<std::pair<size_t, std::string>>& param_slots,
-              const std::vector<std::pair<size_t, std::string>>& buffer_slots);
+  void unbind(size_t r, const Slots& param_slots, const Slots& buffer_slots);
 };
 
-void DataParallel::Impl::unbind(size_t r, const std::vector<std::pair<size_t, std::string>>& param_slots,
-                                const std::vector<std::pair<size_t, std::string>>& buffer_slots) {
+void DataParallel::Impl::unbind(size_t r, const Slots& param_slots, const Slots& buffer_slots) {
   for (const auto& [i, k] : param_slots) replicas[r][i]->set_parameter(k, Tensor());
   for (const auto& [i, k] : buffer_slots) replicas[r][i]->set_buffer(k, Tensor());
 }
@@ -368,10 +400,8 @@ void DataParallel::Impl::sync_training(size_t r) {
   for (size_t i = 0; i < master_modules.size(); ++i) replicas[r][i]->train(master_modules[i]->is_training());
 }
 
-void DataParallel::Impl::bind(size_t r, const std::vector<std::pair<size_t, std::string>>& param_slots,
-                              const std::vector<Tensor>& params,
-                              const std::vector<std::pair<size_t, std::string>>& buffer_slots,
-                              const std::vector<Tensor>& buffers) {
+void DataParallel::Impl::bind(size_t r, const Slots& param_slots, const std::vector<Tensor>& params,
+                              const Slots& buffer_slots, const std::vector<Tensor>& buffers) {
   for (size_t i = 0; i < param_slots.size(); ++i) {
     replicas[r][param_slots[i].first]->set_parameter(param_slots[i].second, params[i]);
   }
@@ -439,7 +469,228 @@ std::shared_ptr<nn::Module> DataParallel::shallow_copy() const {
   RG_THROW("DataParallel cannot be cloned; clone its module() and wrap the copy in a new DataParallel");
 }
 
-Tensor DataParallel::forward(const Tensor& x) {
+// ---- the phases of forward (torch.nn.parallel: replicate, scatter, parallel_apply, gather)
+
+// The master's parameters and buffers (master_modules order), sorted into the Broadcast ones
+// (grad mode on and requires_grad), the other parameters and the buffers.
+Replication DataParallel::Impl::collect_master(bool grad_on) const {
+  Replication rep;
+  for (size_t i = 0; i < master_modules.size(); ++i) {
+    nn::Module* m = master_modules[i];
+    for (const auto& [k, t] : m->named_parameters(false)) {
+      if (grad_on && t.requires_grad()) {
+        rep.bc_slots.emplace_back(i, k);
+        rep.bc_params.push_back(t);
+      } else {
+        rep.plain_slots.emplace_back(i, k);
+        rep.plain_params.push_back(t);
+      }
+    }
+    for (const auto& [k, t] : m->named_buffers(false)) {
+      rep.buf_slots.emplace_back(i, k);
+      rep.bufs.push_back(t);
+    }
+  }
+  return rep;
+}
+
+// The Broadcast node of rep.bc_params to R replicas (null when none requires grad); recording it
+// makes the master parameters' accumulators here, on the caller's thread (Note [DataParallel threads]).
+std::shared_ptr<BroadcastBackward> DataParallel::Impl::record_broadcast(const Replication& rep, size_t R,
+                                                                        int64_t step) {
+  if (rep.bc_params.empty()) return nullptr;
+  std::shared_ptr<BroadcastBackward> bnode = autograd::record_list<BroadcastBackward>(rep.bc_params);
+  RG_CHECK(bnode, "DataParallel: internal error: no Broadcast node for parameters that require grad");
+  bnode->replicas = static_cast<int>(R);
+  bnode->src = devices[0];
+  for (const Tensor& p : rep.bc_params) bnode->shapes.push_back(p.sizes());
+  bnode->buckets = rep.bc_buckets;
+  bnode->timing = timing;
+  bnode->step = step;
+  return bnode;
+}
+
+// Replicate phase: binds this step's parameter and buffer copies into replicas 0..R-1, the
+// parameters that require grad through one Broadcast node (Note [DataParallel step], 1).
+Replication DataParallel::Impl::replicate(nn::Module& master, size_t R, bool grad_on, int64_t step) {
+  check_tree(master);
+  Replication rep = collect_master(grad_on);
+  for (size_t r = 0; r < R; ++r) ensure_replica(master, r);
+  // Tensors without history: buffers and parameters that need no gradient.
+  rep.plain = rep.plain_params;
+  rep.plain.insert(rep.plain.end(), rep.bufs.begin(), rep.bufs.end());
+  rep.plain_buckets = make_buckets(rep.plain);
+  rep.bc_buckets = make_buckets(rep.bc_params);
+  {
+    NoGradGuard ng;
+    for (const Bucket& b : rep.plain_buckets) {
+      bool fresh = false;
+      rep.plain_flats.push_back(flatten_bucket(rep.plain, b, &fresh));
+    }
+    for (const Bucket& b : rep.bc_buckets) {
+      bool fresh = false;
+      rep.bc_flats.push_back(flatten_bucket(rep.bc_params, b, &fresh));
+    }
+  }
+  const std::shared_ptr<BroadcastBackward> bnode = record_broadcast(rep, R, step);
+  const auto n_plain_params = static_cast<std::ptrdiff_t>(rep.plain_params.size());
+  for (size_t r = 0; r < R; ++r) {
+    std::vector<Tensor> rp, rplain;
+    if (r == 0) {
+      for (const Tensor& p : rep.bc_params) rp.push_back(native::alias(p));
+      rplain = rep.plain;  // replica 0 shares the master's buffers and frozen parameters
+    } else {
+      NoGradGuard ng;
+      rp = copy_coalesced(rep.bc_params, rep.bc_buckets, rep.bc_flats, devices[r]);
+      rplain = copy_coalesced(rep.plain, rep.plain_buckets, rep.plain_flats, devices[r]);
+    }
+    if (bnode) {
+      for (const Tensor& t : rp) autograd::set_history(t, bnode);  // output r * K + j
+    }
+    std::vector<Tensor> params = rp;
+    Slots pslots = rep.bc_slots;
+    params.insert(params.end(), rplain.begin(), rplain.begin() + n_plain_params);
+    pslots.insert(pslots.end(), rep.plain_slots.begin(), rep.plain_slots.end());
+    const std::vector<Tensor> rbufs(rplain.begin() + n_plain_params, rplain.end());
+    bind(r, pslots, params, rep.buf_slots, rbufs);
+  }
+  return rep;
+}
+
+// Scatter phase: x (N, ...) cut along dim 0 into chunks of rows[r] rows, chunk r moved to
+// devices[r]; differentiable through a Scatter node. Returns R chunks, (rows[r], ...) each.
+std::vector<Tensor> DataParallel::Impl::scatter(const Tensor& x, const std::vector<int64_t>& rows) {
+  const size_t R = rows.size();
+  std::vector<Tensor> chunks(R);
+  {
+    NoGradGuard ng;
+    int64_t off = 0;
+    for (size_t r = 0; r < R; ++r) {
+      chunks[r] = native::to(native::narrow(x, 0, off, rows[r]), devices[r], x.dtype());
+      off += rows[r];
+    }
+  }
+  if (auto n = autograd::record<ScatterBackward>({&x})) {
+    n->src = x.device();
+    n->dtype = x.dtype();
+    for (const Tensor& c : chunks) autograd::set_history(c, n);
+  }
+  return chunks;
+}
+
+// End of scatter: returns every device involved (the CUDA devices in use and x's; none on CPU)
+// and records in_events[d] on the caller's current stream of each, for the replica streams to
+// wait on (Note [DataParallel streams]).
+std::vector<int> DataParallel::Impl::record_inputs_ready(const Tensor& x) {  // x: (N, ...)
+  std::vector<int> involved = timing->cuda_devices;
+  if (is_cuda) {
+    if (x.is_cuda() && std::find(involved.begin(), involved.end(), x.device().index) == involved.end()) {
+      involved.push_back(x.device().index);
+    }
+    for (int d : involved) in_events[static_cast<size_t>(d)].record(cuda::current_stream(d));
+  }
+  return involved;
+}
+
+// Replica r's forward on chunk (rows[r], ...), run on worker thread r with the caller's grad
+// mode and autocast state; on CUDA on devices[r] and streams[r], after the inputs are ready and
+// recording done_events[r] afterwards, also when the forward throws.
+void DataParallel::Impl::run_replica(size_t r, const Tensor& chunk, const std::vector<int>& involved,
+                                     const CallerState& cs, Tensor* out) {
+  GradMode::set_enabled(cs.grad_on);
+  std::optional<amp::AutocastGuard> ac;
+  if (cs.autocast_on) ac.emplace(cs.autocast_dtype, true);
+  std::optional<cuda::DeviceGuard> dg;
+  std::optional<cuda::StreamGuard> sg;
+  if (is_cuda) {
+    dg.emplace(devices[r].index);
+    sg.emplace(streams[r]);
+    for (int d : involved) in_events[static_cast<size_t>(d)].block(streams[r]);
+  }
+  t_in_replica = true;
+  try {
+    *out = replicas[r][0]->forward(chunk);
+  } catch (...) {
+    t_in_replica = false;
+    if (is_cuda) done_events[r].record(streams[r]);
+    throw;
+  }
+  t_in_replica = false;
+  if (is_cuda) done_events[r].record(streams[r]);
+}
+
+// Parallel-apply phase: every replica's forward on its worker thread, then the caller's streams
+// wait for them, the step's copies are unbound and a replica's exception is rethrown naming it.
+// chunks: R x (rows[r], ...); returns R outputs, (rows[r], ...) or 0-dim each.
+std::vector<Tensor> DataParallel::Impl::parallel_apply(const std::vector<Tensor>& chunks,
+                                                       const std::vector<int>& involved, const Replication& rep,
+                                                       bool grad_on) {
+  const size_t R = chunks.size();
+  std::vector<Tensor> outs(R);
+  const CallerState cs{grad_on, amp::is_autocast_enabled(), amp::autocast_dtype()};
+  for (size_t r = 0; r < R; ++r) {
+    workers[r]->post([this, r, &chunks, &involved, &cs, &outs] { run_replica(r, chunks[r], involved, cs, &outs[r]); });
+  }
+  std::vector<std::exception_ptr> errors(R);
+  for (size_t r = 0; r < R; ++r) errors[r] = workers[r]->wait();
+  // The caller's streams wait for the replicas BEFORE unbind may free the copies the replica
+  // streams still read or write (buffer copies die there): a freed block returns to the caller's
+  // stream, whose later work must be ordered after the replicas' (Note [DataParallel streams]).
+  if (is_cuda) {
+    for (size_t r = 0; r < R; ++r) {
+      for (int d : involved) done_events[r].block(cuda::current_stream(d));
+    }
+  }
+  for (size_t r = 0; r < R; ++r) {
+    unbind(r, rep.bc_slots, rep.buf_slots);
+    unbind(r, rep.plain_slots, {});
+  }
+  for (size_t r = 0; r < R; ++r) {
+    if (errors[r]) {
+      RG_THROW("DataParallel: caught an exception in replica ", r, " on device ", devices[r].str(), ": ",
+               what_of(errors[r]));
+    }
+  }
+  for (size_t r = 0; r < R; ++r) {
+    RG_CHECK(outs[r].defined(), "DataParallel: replica ", r, " on device ", devices[r].str(),
+             " returned an undefined tensor");
+  }
+  return outs;
+}
+
+// Gather phase: outs, R x (rows[r], ...) (or R x 0-dim), moved to output_device and concatenated
+// along dim 0 into (N, ...) (or (R,)); differentiable through a Gather node that times the backward.
+Tensor DataParallel::Impl::gather(const std::vector<Tensor>& outs, int64_t step) {
+  const size_t R = outs.size();
+  Tensor result;
+  {
+    NoGradGuard ng;
+    std::vector<Tensor> parts;
+    parts.reserve(R);
+    for (size_t r = 0; r < R; ++r) {
+      RG_CHECK(outs[r].dtype() == outs[0].dtype(), "DataParallel: replica outputs have different dtypes: ",
+               dtype_name(outs[0].dtype()), " (replica 0) and ", dtype_name(outs[r].dtype()), " (replica ", r, ")");
+      Tensor o = outs[r].dim() == 0 ? native::reshape(outs[r], Shape{1}) : outs[r];
+      parts.push_back(native::to(o, output_device, o.dtype()));
+    }
+    result = native::cat(parts, 0);
+  }
+  if (auto n = autograd::record_list<GatherBackward>(outs)) {
+    for (const Tensor& o : outs) {
+      n->rows.push_back(o.dim() == 0 ? 1 : o.size(0));
+      n->in_shapes.push_back(o.sizes());
+      n->in_devices.push_back(o.device());
+      n->in_dtypes.push_back(o.dtype());
+    }
+    n->timing = timing;
+    n->step = step;
+    autograd::set_history(result, n);
+  }
+  return result;
+}
+
+// The step: the four phases, each timed (device-synchronised at its ends with sync_timing).
+Tensor DataParallel::forward(const Tensor& x) {  // x: (N, ...)
   Impl& s = *impl_;
   const std::shared_ptr<nn::Module> master = module();
   RG_CHECK(x.defined(), "DataParallel: undefined input");
@@ -469,187 +720,26 @@ Tensor DataParallel::forward(const Tensor& x) {
 
   // ---- 1. replicate
   auto t0 = Clock::now();
-  s.check_tree(*master);
-  std::vector<std::pair<size_t, std::string>> bc_slots, plain_slots, buf_slots;
-  std::vector<Tensor> bc_params, plain_params, bufs;
-  for (size_t i = 0; i < s.master_modules.size(); ++i) {
-    nn::Module* m = s.master_modules[i];
-    for (const auto& [k, t] : m->named_parameters(false)) {
-      if (grad_on && t.requires_grad()) {
-        bc_slots.emplace_back(i, k);
-        bc_params.push_back(t);
-      } else {
-        plain_slots.emplace_back(i, k);
-        plain_params.push_back(t);
-      }
-    }
-    for (const auto& [k, t] : m->named_buffers(false)) {
-      buf_slots.emplace_back(i, k);
-      bufs.push_back(t);
-    }
-  }
-  for (size_t r = 0; r < R; ++r) s.ensure_replica(*master, r);
-  // Tensors without history: buffers and parameters that need no gradient.
-  std::vector<Tensor> plain = plain_params;
-  plain.insert(plain.end(), bufs.begin(), bufs.end());
-  const std::vector<Bucket> plain_buckets = make_buckets(plain);
-  std::vector<Tensor> plain_flats;
-  std::vector<Tensor> bc_flats;
-  const std::vector<Bucket> bc_buckets = make_buckets(bc_params);
-  {
-    NoGradGuard ng;
-    for (const Bucket& b : plain_buckets) {
-      bool fresh = false;
-      plain_flats.push_back(flatten_bucket(plain, b, &fresh));
-    }
-    for (const Bucket& b : bc_buckets) {
-      bool fresh = false;
-      bc_flats.push_back(flatten_bucket(bc_params, b, &fresh));
-    }
-  }
-  std::shared_ptr<BroadcastBackward> bnode;
-  if (!bc_params.empty()) {
-    bnode = autograd::record_list<BroadcastBackward>(bc_params);  // the master accumulators are made here
-    RG_CHECK(bnode, "DataParallel: internal error: no Broadcast node for parameters that require grad");
-    bnode->replicas = static_cast<int>(R);
-    bnode->src = src;
-    for (const Tensor& p : bc_params) bnode->shapes.push_back(p.sizes());
-    bnode->buckets = bc_buckets;
-    bnode->timing = s.timing;
-    bnode->step = tm.step;
-  }
-  for (size_t r = 0; r < R; ++r) {
-    std::vector<Tensor> rp, rplain;
-    if (r == 0) {
-      for (const Tensor& p : bc_params) rp.push_back(native::alias(p));
-      rplain = plain;  // replica 0 shares the master's buffers and frozen parameters
-    } else {
-      NoGradGuard ng;
-      rp = copy_coalesced(bc_params, bc_buckets, bc_flats, s.devices[r]);
-      rplain = copy_coalesced(plain, plain_buckets, plain_flats, s.devices[r]);
-    }
-    if (bnode) {
-      for (const Tensor& t : rp) autograd::set_history(t, bnode);  // output r * K + j
-    }
-    std::vector<Tensor> params = rp;
-    std::vector<std::pair<size_t, std::string>> pslots = bc_slots;
-    params.insert(params.end(), rplain.begin(), rplain.begin() + static_cast<std::ptrdiff_t>(plain_params.size()));
-    pslots.insert(pslots.end(), plain_slots.begin(), plain_slots.end());
-    const std::vector<Tensor> rbufs(rplain.begin() + static_cast<std::ptrdiff_t>(plain_params.size()), rplain.end());
-    s.bind(r, pslots, params, buf_slots, rbufs);
-  }
+  const Replication rep = s.replicate(*master, R, grad_on, tm.step);
   s.timing->sync_now();
   tm.replicate_ms = ms_since(t0);
 
   // ---- 2. scatter
   t0 = Clock::now();
-  std::vector<Tensor> chunks(R);
-  {
-    NoGradGuard ng;
-    int64_t off = 0;
-    for (size_t r = 0; r < R; ++r) {
-      chunks[r] = native::to(native::narrow(x, 0, off, rows[r]), s.devices[r], x.dtype());
-      off += rows[r];
-    }
-  }
-  if (auto n = autograd::record<ScatterBackward>({&x})) {
-    n->src = x.device();
-    n->dtype = x.dtype();
-    for (const Tensor& c : chunks) autograd::set_history(c, n);
-  }
-  // Every device involved: the caller's streams there, which the replica streams wait for.
-  std::vector<int> involved = s.timing->cuda_devices;
-  if (s.is_cuda) {
-    if (x.is_cuda() && std::find(involved.begin(), involved.end(), x.device().index) == involved.end()) {
-      involved.push_back(x.device().index);
-    }
-    for (int d : involved) s.in_events[static_cast<size_t>(d)].record(cuda::current_stream(d));
-  }
+  const std::vector<Tensor> chunks = s.scatter(x, rows);  // R x (rows[r], ...)
+  const std::vector<int> involved = s.record_inputs_ready(x);
   s.timing->sync_now();
   tm.scatter_ms = ms_since(t0);
 
   // ---- 3. parallel_apply
   t0 = Clock::now();
-  std::vector<Tensor> outs(R);
-  const bool ac_on = amp::is_autocast_enabled();
-  const DType ac_dtype = amp::autocast_dtype();
-  for (size_t r = 0; r < R; ++r) {
-    s.workers[r]->post([&, r] {
-      GradMode::set_enabled(grad_on);
-      std::optional<amp::AutocastGuard> ac;
-      if (ac_on) ac.emplace(ac_dtype, true);
-      std::optional<cuda::DeviceGuard> dg;
-      std::optional<cuda::StreamGuard> sg;
-      if (s.is_cuda) {
-        dg.emplace(s.devices[r].index);
-        sg.emplace(s.streams[r]);
-        for (int d : involved) s.in_events[static_cast<size_t>(d)].block(s.streams[r]);
-      }
-      t_in_replica = true;
-      try {
-        outs[r] = s.replicas[r][0]->forward(chunks[r]);
-      } catch (...) {
-        t_in_replica = false;
-        if (s.is_cuda) s.done_events[r].record(s.streams[r]);
-        throw;
-      }
-      t_in_replica = false;
-      if (s.is_cuda) s.done_events[r].record(s.streams[r]);
-    });
-  }
-  std::vector<std::exception_ptr> errors(R);
-  for (size_t r = 0; r < R; ++r) errors[r] = s.workers[r]->wait();
-  // The caller's streams wait for the replicas BEFORE unbind may free the copies the replica
-  // streams still read or write (buffer copies die there): a freed block returns to the caller's
-  // stream, whose later work must be ordered after the replicas' (Note [DataParallel streams]).
-  if (s.is_cuda) {
-    for (size_t r = 0; r < R; ++r) {
-      for (int d : involved) s.done_events[r].block(cuda::current_stream(d));
-    }
-  }
-  for (size_t r = 0; r < R; ++r) {
-    s.unbind(r, bc_slots, buf_slots);
-    s.unbind(r, plain_slots, {});
-  }
-  for (size_t r = 0; r < R; ++r) {
-    if (errors[r]) {
-      RG_THROW("DataParallel: caught an exception in replica ", r, " on device ", s.devices[r].str(), ": ",
-               what_of(errors[r]));
-    }
-  }
-  for (size_t r = 0; r < R; ++r) {
-    RG_CHECK(outs[r].defined(), "DataParallel: replica ", r, " on device ", s.devices[r].str(),
-             " returned an undefined tensor");
-  }
+  const std::vector<Tensor> outs = s.parallel_apply(chunks, involved, rep, grad_on);
   s.timing->sync_now();
   tm.forward_ms = ms_since(t0);
 
   // ---- 4. gather
   t0 = Clock::now();
-  Tensor result;
-  {
-    NoGradGuard ng;
-    std::vector<Tensor> parts;
-    parts.reserve(R);
-    for (size_t r = 0; r < R; ++r) {
-      RG_CHECK(outs[r].dtype() == outs[0].dtype(), "DataParallel: replica outputs have different dtypes: ",
-               dtype_name(outs[0].dtype()), " (replica 0) and ", dtype_name(outs[r].dtype()), " (replica ", r, ")");
-      Tensor o = outs[r].dim() == 0 ? native::reshape(outs[r], Shape{1}) : outs[r];
-      parts.push_back(native::to(o, s.output_device, o.dtype()));
-    }
-    result = native::cat(parts, 0);
-  }
-  if (auto n = autograd::record_list<GatherBackward>(outs)) {
-    for (const Tensor& o : outs) {
-      n->rows.push_back(o.dim() == 0 ? 1 : o.size(0));
-      n->in_shapes.push_back(o.sizes());
-      n->in_devices.push_back(o.device());
-      n->in_dtypes.push_back(o.dtype());
-    }
-    n->timing = s.timing;
-    n->step = tm.step;
-    autograd::set_history(result, n);
-  }
+  Tensor result = s.gather(outs, tm.step);  // (N, ...), or (R,) for 0-dim outputs
   s.timing->sync_now();
   tm.gather_ms = ms_since(t0);
   {
