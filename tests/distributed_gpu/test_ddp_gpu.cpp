@@ -18,8 +18,6 @@ using namespace rg::test::ddp;
 
 namespace {
 
-bool no_gpu() { return cuda::device_count() == 0; }
-
 // cuDNN may pick different algorithms for batch B and batch world * B: still f32 arithmetic.
 constexpr Tol kGpuF32Tol{2e-5, 2e-4};
 constexpr Tol kF16CommTol{1e-4, 1e-3};
@@ -219,19 +217,17 @@ TEST_CASE("ddp_gpu_worker_entry" * doctest::skip()) {
     CHECK_MESSAGE(count_in_logs(out_, std::string("OK ") + (scenario) + " rank") == (nproc), out_.report); \
   } while (0)
 
-TEST_CASE("DDP on one GPU (cuda ring): 2 and 3 ranks x batch B equal 1 process x batch world*B" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): 2 and 3 ranks x batch B equal 1 process x batch world*B") {
   for (int world : {2, 3}) {
     CAPTURE(world);
     CHECK_GPU_RANKS(world, "equivalence");
   }
 }
 
-TEST_CASE("DDP on one GPU (cuda ring): unused parameters" * doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): unused parameters") {
   CHECK_GPU_RANKS(2, "unused");
 }
 
-TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank") {
   CHECK_GPU_RANKS(2, "buffers-scaler");
 }

@@ -18,6 +18,7 @@
 #include "data/synthetic.h"
 #include "launch_util.h"
 #include "nn/checkpoint.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using rg::app::ClassifyConfig;
@@ -165,11 +166,8 @@ TEST_CASE("e2e: resuming from last.safetensors ends bitwise equal to an uninterr
   CHECK_THROWS(train_classifier(wrong));
 }
 
-TEST_CASE("e2e: CUDA training with f16 (GradScaler) and bf16 autocast") {
-  if (!rg::cuda::is_available()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+TEST_CASE("e2e: CUDA training with f16 (GradScaler) and bf16 autocast" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   TempDir d;
   const std::string data = make_shapes(d, "shapes", 4, 300, 50, 32);
   for (const char* amp : {"f16", "bf16", "none"}) {
@@ -207,11 +205,8 @@ double max_model_diff(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors& b
 }
 }  // namespace
 
-TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the GPU") {
-  if (!rg::cuda::is_available()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the GPU" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   TempDir d;
   const std::string data = make_shapes(d, "shapes", 4, 100, 25, 32);
   ClassifyConfig c = small_config(data, d / "straight");

@@ -160,11 +160,8 @@ TEST_CASE("GradScaler on CPU: overflow skips the step and halves the scale; the 
   run_scaler_sequence(kCPU);
 }
 
-TEST_CASE("GradScaler on CUDA (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: the GPU GradScaler sequence is skipped here (tests/kernels cover the kernels)");
-    return;
-  }
+TEST_CASE("GradScaler on CUDA" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   run_scaler_sequence(Device::cuda(0));
 }
 
@@ -268,11 +265,8 @@ TEST_CASE("autocast net on the CPU: conv/linear in f16 and bf16 stay close to f3
   for (DType dt : {DType::f16, DType::bf16}) check_autocast_net(kCPU, dt);
 }
 
-TEST_CASE("autocast net on CUDA matches the CPU's autocast (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: the GPU autocast comparison is skipped here");
-    return;
-  }
+TEST_CASE("autocast net on CUDA matches the CPU's autocast" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   for (DType dt : {DType::f16, DType::bf16}) check_autocast_net(Device::cuda(0), dt);
 }
 

@@ -246,11 +246,8 @@ TEST_CASE("batch_norm reduced-precision input with f32 weights: f16 output, f32 
   }
 }
 
-TEST_CASE("batch_norm on CUDA matches the CPU: forward, running stats, gradients (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: skipped here (tests/kernels/test_batchnorm_gpu.cpp covers the kernels)");
-    return;
-  }
+TEST_CASE("batch_norm on CUDA matches the CPU: forward, running stats, gradients" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   const Device gpu = Device::cuda(0);
   for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
     for (bool training : {true, false}) {
