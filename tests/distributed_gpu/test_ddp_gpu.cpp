@@ -1,8 +1,9 @@
 // DDP on CUDA through the CUDA ring backend: 2 and 3 ranks on ONE GPU, as processes (copies of this
 // executable running the skipped case "ddp_gpu_worker_entry"). The checks of
 // tests/distributed/test_ddp.cpp on cuda:0: equivalence with one process on the whole batch (bucket
-// views or not, small buckets, no overlap, static_graph, no_sync, f16/bf16 communication), unused
-// parameters, buffers, and GradScaler's found_inf shared across ranks.
+// views or not, small buckets launched before backward ends, no overlap, static_graph, no_sync,
+// f16/bf16 communication), the static_graph bucket rebuild in arrival order, unused parameters,
+// buffers, and GradScaler's found_inf shared across ranks.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -57,6 +58,9 @@ void worker_equivalence() {
   CHECK_MESSAGE(compare_params(s.params, ref, kGpuF32Tol).empty(), compare_params(s.params, ref, kGpuF32Tol));
   CHECK(s.buckets == std::vector<std::vector<std::string>>{{"4.bias"}, {"4.weight"}, {"0.bias", "0.weight"}});
   check_stats(s.stats, 3);
+  // The first bucket (the last layer's bias) is launched from its hook, before backward ends: both
+  // moments are events on the compute stream, with the other layers' backward kernels between them.
+  CHECK(s.stats.buckets[0].launch_ms < s.stats.backward_end_ms);
   std::printf("%s", s.stats.str().c_str());
 
   DDPOptions late = small;
@@ -204,6 +208,7 @@ TEST_CASE("ddp_gpu_worker_entry" * doctest::skip()) {
   if (scenario == "equivalence") worker_equivalence();
   else if (scenario == "unused") worker_unused();
   else if (scenario == "buffers-scaler") worker_buffers_and_scaler();
+  else if (scenario == "static") check_static_graph_rebuild(kDev, kGpuF32Tol);
   else FAIL("unknown scenario ", scenario);
   cuda::synchronize();
   std::printf("OK %s rank %d\n", scenario.c_str(), dist::get_rank());
@@ -230,4 +235,8 @@ TEST_CASE("DDP on one GPU (cuda ring): unused parameters") {
 
 TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank") {
   CHECK_GPU_RANKS(2, "buffers-scaler");
+}
+
+TEST_CASE("DDP on one GPU (cuda ring): static_graph rebuilds the buckets in gradient arrival order") {
+  CHECK_GPU_RANKS(2, "static");
 }
