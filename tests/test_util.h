@@ -105,12 +105,14 @@ bool take_case_skipped();
 #define RG_GPU_SUITE doctest::test_suite("gpu")
 
 // Early returns of a test case that cannot run here (Note [Skips]).
-#define RG_SKIP_UNLESS_GPU(n)                                                                      \
-  if (::rg::test::skip_case(::rg::test::missing_gpus(n), ::rg::test::required_gpus() >= (n))) \
-  return
-#define RG_SKIP_IF(why)                            \
-  if (::rg::test::skip_case((why), false)) \
-  return
+#define RG_SKIP_UNLESS_GPU(n)                                                                        \
+  do {                                                                                               \
+    if (::rg::test::skip_case(::rg::test::missing_gpus(n), ::rg::test::required_gpus() >= (n))) return; \
+  } while (0)
+#define RG_SKIP_IF(why)                                     \
+  do {                                                      \
+    if (::rg::test::skip_case((why), false)) return;        \
+  } while (0)
 
 // Runs gradcheck(fn, inputs[, opts]) and fails the test with gradcheck's message. Variadic so
 // that braced inputs (TL{a, b}) and lambdas pass through the preprocessor whole.
