@@ -591,6 +591,9 @@ struct Trainer {
     res.world_size = dist.world;
     if (!cfg.resume.empty()) resume(cfg.resume);
     if (dist.is_main()) fs::create_directories(cfg.out);
+    if (cfg.save_resumed && !cfg.resume.empty() && dist.is_main()) {
+      save((fs::path(cfg.out) / "resumed.safetensors").string(), best_acc, EpochStats{});
+    }
     res.last_path = (fs::path(cfg.out) / "last.safetensors").string();
     res.best_path = (fs::path(cfg.out) / "best.safetensors").string();
     {

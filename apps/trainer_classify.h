@@ -51,6 +51,10 @@ struct ClassifyConfig {
   bool sync_bn = false;             // SyncBatchNorm: batch statistics over all ranks
   // Testing aid: stop (as if killed) once this many epochs are done; 0 = never.
   int64_t stop_after_epochs = 0;
+  // Testing aid: right after resuming, save the restored state (weights, buffers, optimizer, schedule,
+  // scaler, EMA, counters, RNG) to OUT/resumed.safetensors, before any step: it must equal the
+  // checkpoint resumed from, tensor for tensor (tests/e2e/test_train_classify.cpp).
+  bool save_resumed = false;
   // Output: 0 silent, 1 epoch lines, 2 progress bar as well.
   int verbosity = 2;
   int64_t log_every = 0;            // non-TTY progress line every N steps (0: ~5 per epoch)

@@ -12,6 +12,10 @@ namespace rg::cuda {
 bool is_available();   // built with CUDA and at least one device visible
 bool built_with_cuda();
 int device_count();    // 0 without CUDA or without devices (never throws)
+// Why device_count() is 0: "" when the CUDA runtime answered (devices or not), else the error of
+// its first cudaGetDeviceCount ("cudaErrorNoDevice: no CUDA-capable device is detected", a broken
+// driver's error ...), or "ringgrad built without CUDA". Tests name it when a GPU was required.
+std::string device_count_error();
 int current_device();
 void set_device(int device);
 void synchronize(int device = -1);  // -1: current device

@@ -6,7 +6,8 @@
 # Usage: scripts/gpu_check.sh [STAGE...]   (default: all of them, in this order)
 #   build       configure + build with CUDA (sm_${CUDA_ARCH:-90}), then `ringgrad info`
 #   gpu-tests   every gpu-labelled suite, with RINGGRAD_DEBUG_SYNC=1 (a kernel fault names its launch)
-#   cpu-tests   the unit, dist and e2e suites, built by this machine's compiler
+#   cpu-tests   the unit, dist and e2e suites, built by this machine's compiler (with the GPU cases
+#               of the CPU executables: the ctest entries test_nn_gpu, test_e2e_gpu, ...)
 #   bench       elementwise, GEMM, conv and ResNet-50 training-step benchmarks
 #   bench-dist  the CUDA-IPC allreduce benchmark and `ringgrad bench dp-vs-ddp` on one GPU
 # Each stage fits one 10-minute call of the lent-GPU tool (every step has its own time limit),
@@ -19,6 +20,10 @@ OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
 B=${BUILD_DIR:-build}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} OMP_WAIT_POLICY=PASSIVE
+# A GPU check must not pass by skipping (Note [Skips] in tests/test_util.h): with this set, a GPU
+# suite that finds no device, or a GPU test case that would skip for want of one, fails naming the
+# CUDA error. Set it to the number of GPUs on a multi-GPU machine to make the multi-GPU cases count.
+export RINGGRAD_REQUIRE_GPU=${RINGGRAD_REQUIRE_GPU:-1}
 summary=()
 
 # step NAME LIMIT_S LOGFILE CMD...: runs CMD under a time limit, tees its output, notes the outcome.

@@ -2,7 +2,11 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
+#include <utility>
+
+#include "core/cuda_api.h"
 
 namespace rg::test {
 
@@ -57,5 +61,42 @@ std::vector<DType> float_dtypes() { return {DType::f32, DType::f64, DType::f16, 
 std::vector<DType> all_dtypes() {
   return {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8};
 }
+
+int required_gpus() {
+  const char* v = std::getenv("RINGGRAD_REQUIRE_GPU");
+  if (v == nullptr || *v == '\0' || std::string(v) == "0") return 0;
+  const int n = std::atoi(v);
+  return n > 0 ? n : 1;
+}
+
+std::string missing_gpus(int n) {
+  const int have = cuda::device_count();
+  if (have >= n) return "";
+  std::ostringstream os;
+  os << "needs " << n << " CUDA device" << (n == 1 ? "" : "s") << ", " << have << " visible";
+  const std::string err = cuda::device_count_error();
+  if (!err.empty()) os << " (" << err << ")";
+  const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (cvd) os << " with CUDA_VISIBLE_DEVICES='" << cvd << "'";
+  return os.str();
+}
+
+namespace {
+bool g_case_skipped = false;
+}  // namespace
+
+bool skip_case(const std::string& why, bool must_run) {
+  if (why.empty()) return false;
+  if (must_run) {
+    const char* v = std::getenv("RINGGRAD_REQUIRE_GPU");
+    FAIL_CHECK("RINGGRAD_REQUIRE_GPU=", std::string(v ? v : ""), " but this test case cannot run: ", why);
+    return true;
+  }
+  MESSAGE("skipped: ", why);
+  g_case_skipped = true;
+  return true;
+}
+
+bool take_case_skipped() { return std::exchange(g_case_skipped, false); }
 
 }  // namespace rg::test

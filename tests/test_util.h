@@ -69,7 +69,50 @@ std::string error_of(Fn&& fn, const std::string& none = "") {
   return none;
 }
 
+// Note [Skips]
+// A test case that cannot run on this machine says why and returns, through one of
+//   RG_SKIP_UNLESS_GPU(n);   // fewer than n CUDA devices are visible
+//   RG_SKIP_IF(why);         // why is not empty: another missing tool (python3 ...)
+// which print "skipped: <why>" and mark the case skipped. tests/test_main.cpp exits 77 (ctest's
+// "skipped") when every case of a run was skipped and none failed. An executable that mixes
+// runnable cases with cases that may skip puts the latter in a doctest test suite (`* RG_GPU_SUITE`,
+// `* doctest::test_suite("python")`) that tests/CMakeLists.txt runs as a ctest entry of its own
+// (<exe>_gpu, <exe>_python), so a skip shows as "skipped" and never hides inside a pass.
+// RINGGRAD_REQUIRE_GPU=N (scripts/gpu_check.sh sets 1) promises N CUDA devices: a GPU skip that
+// needs at most N devices becomes a failure naming the CUDA error, and a GPU executable (the GPU
+// flag of rg_test) fails at start-up instead of exiting 77.
+
+// RINGGRAD_REQUIRE_GPU as a device count: 0 when unset, empty or "0"; 1 for a value that is not a number.
+int required_gpus();
+
+// "" when at least n CUDA devices are visible; otherwise what is missing, with the CUDA runtime's
+// start-up error (cuda::device_count_error()) or the number of devices seen.
+std::string missing_gpus(int n = 1);
+
+// Does nothing and returns false when `why` is empty. Otherwise the running test case must return
+// (true): a failure naming `why` when `must_run`, else a MESSAGE "skipped: <why>" and the case
+// counted as skipped (Note [Skips]).
+bool skip_case(const std::string& why, bool must_run);
+
+// For tests/test_main.cpp: whether the running test case called skip_case with a reason (and
+// clears the flag).
+bool take_case_skipped();
+
 }  // namespace rg::test
+
+// The doctest test suite of test cases that need a CUDA device inside a CPU executable
+// (TEST_CASE("..." * RG_GPU_SUITE)): tests/CMakeLists.txt runs them as <exe>_gpu (Note [Skips]).
+#define RG_GPU_SUITE doctest::test_suite("gpu")
+
+// Early returns of a test case that cannot run here (Note [Skips]).
+#define RG_SKIP_UNLESS_GPU(n)                                                                        \
+  do {                                                                                               \
+    if (::rg::test::skip_case(::rg::test::missing_gpus(n), ::rg::test::required_gpus() >= (n))) return; \
+  } while (0)
+#define RG_SKIP_IF(why)                                     \
+  do {                                                      \
+    if (::rg::test::skip_case((why), false)) return;        \
+  } while (0)
 
 // Runs gradcheck(fn, inputs[, opts]) and fails the test with gradcheck's message. Variadic so
 // that braced inputs (TL{a, b}) and lambdas pass through the preprocessor whole.

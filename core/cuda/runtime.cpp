@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -12,17 +13,30 @@ namespace rg::cuda {
 
 bool built_with_cuda() { return true; }
 
-int device_count() {
-  static const int n = [] {
-    int c = 0;
-    if (cudaGetDeviceCount(&c) != cudaSuccess) {
+namespace {
+// The first cudaGetDeviceCount's answer: the count, or 0 and the error it returned.
+struct DeviceCount {
+  int n = 0;
+  std::string error;
+};
+const DeviceCount& probe_devices() {
+  static const DeviceCount d = [] {
+    DeviceCount r;
+    const cudaError_t e = cudaGetDeviceCount(&r.n);
+    if (e != cudaSuccess) {
       (void)cudaGetLastError();
-      return 0;
+      r.n = 0;
+      r.error = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
     }
-    return c;
+    return r;
   }();
-  return n;
+  return d;
 }
+}  // namespace
+
+int device_count() { return probe_devices().n; }
+
+std::string device_count_error() { return probe_devices().error; }
 
 bool is_available() { return device_count() > 0; }
 

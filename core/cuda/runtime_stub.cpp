@@ -17,6 +17,7 @@ namespace {
 bool built_with_cuda() { return false; }
 bool is_available() { return false; }
 int device_count() { return 0; }
+std::string device_count_error() { return "ringgrad built without CUDA"; }
 int current_device() { return 0; }
 void set_device(int device) {
   if (device != 0) no_cuda("set_device");

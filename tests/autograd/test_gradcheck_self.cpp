@@ -46,6 +46,7 @@ Tensor cube(const Tensor& x, double factor = 1.0, int64_t poke = -1, bool record
 struct HostMulBackward : autograd::Node {
   autograd::SavedVariable x, y;
   bool leak = false;  // also send a gradient to y when y does not need one
+  Tensor write_into;  // when set: a buggy backward that also writes y's gradient into this tensor's .grad
   std::string name() const override { return "HostMulBackward"; }
   autograd::TensorList apply(autograd::TensorList&& g) override {
     const auto xv = x.unpack(this).to_vector<double>(), yv = y.unpack(this).to_vector<double>();
@@ -58,6 +59,7 @@ struct HostMulBackward : autograd::Node {
     autograd::TensorList out(2);
     if (next_edges[0].valid()) out[0] = from_vector<double>(gx, g[0].sizes());
     if (next_edges[1].valid() || leak) out[1] = from_vector<double>(gy, g[0].sizes());
+    if (write_into.defined()) write_into.set_grad(from_vector<double>(gy, g[0].sizes()));
     return out;
   }
 };
@@ -122,7 +124,22 @@ TEST_CASE("gradcheck refuses inputs that are not f64 CPU leaves") {
   CHECK(r2.message.find("no input requires grad") != std::string::npos);
 }
 
-TEST_CASE("gradcheck catches a gradient sent to an input that does not require grad") {
+TEST_CASE("gradcheck catches a backward that writes .grad into an input that does not require grad") {
+  Tensor x = leaf({3}, -1, 1, 7);
+  Tensor y = leaf({3}, -1, 1, 8, /*requires_grad=*/false);
+  // The values are right (the Jacobian check alone would pass); only the stray .grad is wrong.
+  const auto r = gradcheck(
+      [](const TL& in) {
+        Tensor out = host_mul(in[0], in[1]);
+        if (out.grad_fn()) std::static_pointer_cast<HostMulBackward>(out.grad_fn())->write_into = in[1];
+        return out;
+      },
+      TL{x, y});
+  REQUIRE_FALSE(r.ok);
+  CHECK_MESSAGE(contains(r.message, "input 1 does not require grad but got a .grad from backward()"), r.message);
+}
+
+TEST_CASE("a gradient returned for an input that does not require grad is dropped: gradcheck passes") {
   Tensor x = leaf({3}, -1, 1, 7);
   Tensor y = leaf({3}, -1, 1, 8, /*requires_grad=*/false);
   CHECK_GRADCHECK([](const TL& in) { return host_mul(in[0], in[1]); }, TL{x, y});

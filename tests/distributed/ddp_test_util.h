@@ -1,12 +1,14 @@
 // Shared by tests/distributed/test_ddp.cpp and tests/distributed_gpu/test_ddp_gpu.cpp: a small conv
 // net and small linear modules, deterministic per-step data, the single-process reference training
-// (batch world * B) and the DDP training loop (batch B per rank), on any device; ranks as processes.
+// (batch world * B) and the DDP training loop (batch B per rank), the static_graph rebuild check,
+// on any device; ranks as processes.
 #pragma once
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "core/random.h"
 #include "distributed/ddp.h"
 #include "launch_util.h"
@@ -259,6 +262,104 @@ inline std::string join(const std::vector<std::vector<std::string>>& bs) {
     s += "]";
   }
   return s;
+}
+
+// (name, bytes) of m's parameters in registration order, or reversed (the reducer's initial order).
+inline std::vector<std::pair<std::string, int64_t>> names_and_bytes(const nn::Module& m, bool reverse) {
+  std::vector<std::pair<std::string, int64_t>> v;
+  for (const auto& [k, t] : m.named_parameters()) v.emplace_back(k, static_cast<int64_t>(t.nbytes()));
+  if (reverse) std::reverse(v.begin(), v.end());
+  return v;
+}
+
+// Registered c, a, b; applied a, b, c: gradients arrive c, b, a, unlike the registration order.
+class Shuffled : public nn::Cloneable<Shuffled> {
+ public:
+  Shuffled() : Cloneable("Shuffled") {
+    register_module("c", std::make_shared<nn::Linear>(5, 4));
+    register_module("a", std::make_shared<nn::Linear>(8, 6));
+    register_module("b", std::make_shared<nn::Linear>(6, 5));
+  }
+  Tensor forward(const Tensor& x) override {  // (N, 8) -> (N, 4)
+    Tensor h = relu(child("a")->forward(x));
+    h = relu(child("b")->forward(h));
+    return child("c")->forward(h);
+  }
+};
+
+inline std::shared_ptr<Shuffled> make_shuffled(Device dev) {
+  manual_seed(77);
+  auto m = std::make_shared<Shuffled>();
+  m->to(dev);
+  return m;
+}
+
+// The order AccumulateGrad nodes of a fresh Shuffled fire in, recorded with hooks of our own.
+inline std::vector<std::pair<std::string, int64_t>> shuffled_arrival(const Batch& b, Device dev) {
+  auto m = make_shuffled(dev);
+  std::vector<std::pair<std::string, int64_t>> order;
+  std::vector<std::shared_ptr<autograd::AccumulateGrad>> keep;
+  for (const auto& [k, p] : m->named_parameters()) {
+    auto acc = autograd::grad_accumulator(p);
+    const int64_t bytes = static_cast<int64_t>(p.nbytes());
+    acc->post_hooks.emplace_back([&order, k, bytes](const Tensor&) { order.emplace_back(k, bytes); });
+    keep.push_back(acc);
+  }
+  mse(*m, b).backward();
+  return order;
+}
+
+// static_graph on every rank of the default group, on `dev`: the buckets start in reverse
+// registration order and are rebuilt after the first backward in gradient arrival order (worked out
+// by hand below); the stats follow the buckets each iteration ran with, and 3 SGD-momentum steps
+// (zero_grad with and without set_to_none, bucket views or not) equal one process on the whole batch.
+inline void check_static_graph_rebuild(Device dev, Tol tol) {
+  const int rank = dist::get_rank(), world = dist::get_world_size();
+  const int64_t B = 3;
+  const int64_t first = 100, cap = 150;
+  const auto arrival = shuffled_arrival(vec_batch(0, world * B, 8, 4, dev), dev);
+  REQUIRE(arrival.size() == 6);
+  CHECK(arrival[0].first.rfind("c.", 0) == 0);  // the last layer applied is the first to get gradients
+
+  const auto initial = expected_buckets(names_and_bytes(*make_shuffled(dev), true), first, cap);
+  const auto rebuilt = expected_buckets(arrival, first, cap);
+  // By hand: b.bias + b.weight = 140 >= 100; a.bias + a.weight = 216 >= 150; c.bias + c.weight.
+  CHECK(initial == std::vector<std::vector<std::string>>{{"b.bias", "b.weight"}, {"a.bias", "a.weight"},
+                                                         {"c.bias", "c.weight"}});
+  CHECK(rebuilt != initial);
+
+  for (bool view : {true, false}) {
+    CAPTURE(view);
+    auto model = make_shuffled(dev);
+    auto refm = make_shuffled(dev);
+    DDPOptions o;
+    o.static_graph = true;
+    o.first_bucket_cap_mb = mb(first);
+    o.bucket_cap_mb = mb(cap);
+    o.gradient_as_bucket_view = view;
+    DistributedDataParallel ddp(model, o);
+    CHECK_MESSAGE(ddp.bucket_parameter_names() == initial, join(ddp.bucket_parameter_names()));
+    optim::SGD opt(ddp.parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    optim::SGD ref_opt(refm->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+    for (int s = 0; s < 3; ++s) {
+      opt.zero_grad(s % 2 == 0);
+      mse(ddp, rows(vec_batch(s, world * B, 8, 4, dev), rank * B, B)).backward();
+      if (s == 0) {
+        CHECK_MESSAGE(ddp.bucket_parameter_names() == rebuilt, join(ddp.bucket_parameter_names()), " vs ",
+                      join(rebuilt));
+      }
+      // The stats describe the buckets the iteration ran with: the initial ones, then the rebuilt.
+      CHECK(ddp.last_stats().buckets.size() == (s == 0 ? initial : rebuilt).size());
+      CHECK(ddp.last_stats().buckets[0].num_params == static_cast<int>((s == 0 ? initial : rebuilt)[0].size()));
+      opt.step();
+      ref_opt.zero_grad();
+      mse(*refm, vec_batch(s, world * B, 8, 4, dev)).backward();
+      ref_opt.step();
+    }
+    CHECK(ddp.bucket_parameter_names() == rebuilt);
+    CHECK_MESSAGE(compare_params(cpu_params(*model), cpu_params(*refm), tol).empty(),
+                  compare_params(cpu_params(*model), cpu_params(*refm), tol));
+  }
 }
 
 // ---- ranks as processes: copies of this executable running one doctest case

@@ -269,6 +269,36 @@ TEST_CASE("DataParallel: construction and input checks, names, a single device")
   RG_CHECK_CLOSE(single->forward(x), net->forward(x), (Tol{0, 0}));
 }
 
+TEST_CASE("gradcheck through DataParallel on 3 CPU replicas: the Broadcast, Scatter and Gather backward nodes") {
+  // f64 on virtual CPU devices: 5 rows scatter as chunks of 2, 2 and 1; the master's parameters go
+  // to the replicas through Broadcast (replica 0 aliases them, the others get copies), whose
+  // backward sums the replicas' gradients; gradcheck perturbs the master's parameters in place,
+  // which every forward broadcasts again.
+  manual_seed(23);
+  auto net = std::make_shared<nn::Sequential>();
+  net->push_back(std::make_shared<nn::Linear>(4, 3));
+  net->push_back(std::make_shared<nn::Sigmoid>());
+  net->push_back(std::make_shared<nn::Linear>(3, 2));
+  net->to(DType::f64);
+  auto dp = std::make_shared<dist::DataParallel>(net, std::vector<Device>{kCPU, kCPU, kCPU});
+  const Tensor x = leaf(uniform({5, 4}, -1.0, 1.0, DType::f64, 31));
+  std::vector<Tensor> inputs{x};
+  for (const auto& [k, p] : net->named_parameters()) inputs.push_back(p);
+  REQUIRE(inputs.size() == 5);
+  auto through_dp = [&](const std::vector<Tensor>& in) { return dp->forward(in[0]); };
+  CHECK_GRADCHECK(through_dp, inputs);
+  // The input alone (Scatter and Gather; Broadcast still runs for the parameters' sake), and the
+  // parameters alone (no Scatter node: the input needs no gradient).
+  CHECK_GRADCHECK(through_dp, std::vector<Tensor>{x});
+  const Tensor xc = uniform({5, 4}, -1.0, 1.0, DType::f64, 32);
+  CHECK_GRADCHECK([&](const std::vector<Tensor>&) { return dp->forward(xc); },
+                  std::vector<Tensor>(inputs.begin() + 1, inputs.end()));
+  // The graph really holds the three nodes.
+  const Tensor y = dp->forward(x);
+  REQUIRE(y.grad_fn() != nullptr);
+  CHECK(y.grad_fn()->name() == "Gather");
+}
+
 TEST_CASE("DataParallel: frozen parameters are copied without history and get no gradient") {
   auto net = small_net(false, 20);
   Tensor frozen = net->child_as<nn::Conv2d>("0")->weight();

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 
+#include "autograd/function.h"
 #include "distributed/ddp.h"
 #include "distributed/store.h"
 #include "distributed/sync_batchnorm.h"
@@ -49,6 +50,41 @@ std::shared_ptr<dist::ProcessGroup> init_rank() {
 
 // ---- scenarios (each rank runs one)
 
+// bf16 activations (autocast's case): f32 statistics, the same pack and collective. The reference
+// is batch norm in f64 on the whole batch of the very same bf16 values, with a random dL/dy (a
+// constant one makes dx and dweight exactly zero in training, hiding any wrong formula).
+void scenario_bf16(const std::shared_ptr<dist::ProcessGroup>& pg) {
+  const int r = pg->rank();
+  auto sbn = std::make_shared<dist::SyncBatchNorm>(3, nn::BatchNormOptions{}, pg);
+  auto bn = std::make_shared<nn::BatchNorm2d>(3);
+  same_affine(*sbn, *bn, 4);
+  const Tensor xfull = uniform({4, 3, 5, 5}, -2.0, 3.0, DType::bf16, 15);
+  const Tensor gfull = uniform({4, 3, 5, 5}, -1.0, 1.0, DType::bf16, 16);
+  const Tensor xr = leaf(rows(xfull, 2 * r, 2));
+  const Tensor yr = sbn->forward(xr);
+  bn->forward(xfull);  // the running statistics of the full batch
+  CHECK(yr.dtype() == DType::bf16);
+  RG_CHECK_CLOSE(sbn->running_var(), bn->running_var(), kTol);
+  yr.backward(rows(gfull, 2 * r, 2));
+  CHECK(xr.grad().dtype() == DType::bf16);
+  CHECK(sbn->weight().grad().dtype() == DType::f32);
+
+  const Tensor x64 = leaf(native::to(xfull, kCPU, DType::f64));
+  const Tensor w64 = leaf(native::to(sbn->weight(), kCPU, DType::f64)), b64 = leaf(native::to(sbn->bias(), kCPU, DType::f64));
+  const Tensor y64 = F::batch_norm(x64, Tensor(), Tensor(), w64, b64, true, 0.1, 1e-5);
+  y64.backward(native::to(gfull, kCPU, DType::f64));
+  // y and dx: f32 arithmetic (relative error ~1e-7 on terms <= 10) rounded once to bf16, so
+  // |got - ref| <= 2^-8 |ref| + 1e-5 (half a bf16 ulp plus the f32 part).
+  const Tol bf16_tol{1e-5, std::ldexp(1.0, -8)};
+  RG_CHECK_CLOSE(yr, rows(y64, 2 * r, 2), bf16_tol);
+  RG_CHECK_CLOSE(xr.grad(), rows(x64.grad(), 2 * r, 2), bf16_tol);
+  // dweight and dbias are each rank's local sums (DDP averages them): their sum over the ranks is
+  // the full batch's, summed in f32 over 50 values of |dy (x - mean)| <= 3 per rank: at worst
+  // 50 * 2^-24 * 150 = 4.5e-4 from the order; a wrong formula is off by > 1e-2.
+  RG_CHECK_CLOSE(reduced(*pg, sbn->weight().grad(), dist::ReduceOp::Sum), w64.grad(), (Tol{5e-4, 1e-5}));
+  RG_CHECK_CLOSE(reduced(*pg, sbn->bias().grad(), dist::ReduceOp::Sum), b64.grad(), (Tol{5e-4, 1e-5}));
+}
+
 void scenario_equal(const std::shared_ptr<dist::ProcessGroup>& pg) {
   compare_with_full_batch(pg, {4, 4}, 5, /*mean_loss=*/true, 3, {}, 1);
   nn::BatchNormOptions cumulative;
@@ -58,22 +94,70 @@ void scenario_equal(const std::shared_ptr<dist::ProcessGroup>& pg) {
   other.eps = 1e-3;
   other.momentum = 0.3;
   compare_with_full_batch(pg, {2, 2}, 3, /*mean_loss=*/false, 2, other, 3);
-  // bf16 activations (autocast's case): f32 statistics, the same pack and collective.
+  scenario_bf16(pg);
+}
+
+// Note [Distributed gradcheck]
+// SyncBatchNormBackward only runs with two ranks or more, and its input gradient is the gradient of
+// the GLOBAL loss (every rank's output depends on every rank's input through the statistics), so
+// gradcheck on one rank's own output would difference the wrong function. Instead every rank runs
+// gradcheck on the same global function of the same global inputs (the whole batch X, weight and
+// bias, equal on every rank):
+//   X, w, b -> sum_grad_over_ranks -> X's rows of this rank -> sync_batch_norm -> this rank's rows
+//   of a zero tensor of the whole output's shape -> sum_over_ranks = the whole output Y
+// sum_over_ranks (forward: allreduce; backward: identity) puts the same global Y on every rank;
+// sum_grad_over_ranks (forward: identity; backward: allreduce) sums what each rank's backward
+// reached (its own rows of X, its local dweight and dbias) into the global gradient. gradcheck's
+// loop is the same on every rank (same values, same fixed-seed cotangents), so the ranks perturb
+// the same element in the same call, and their collectives pair up in lock step; each rank then
+// compares the analytical gradient of <v, Y> with central differences of <v, Y>.
+struct SumOverRanksBackward : autograd::Node {
+  std::string name() const override { return "SumOverRanksBackward"; }
+  autograd::TensorList apply(autograd::TensorList&& g) override { return {g[0]}; }
+};
+struct SumGradOverRanksBackward : autograd::Node {
+  std::shared_ptr<dist::ProcessGroup> pg;
+  std::string name() const override { return "SumGradOverRanksBackward"; }
+  autograd::TensorList apply(autograd::TensorList&& g) override {
+    Tensor s = native::clone(g[0]);
+    pg->allreduce(s, dist::ReduceOp::Sum)->wait();
+    return {s};
+  }
+};
+Tensor sum_over_ranks(const Tensor& t, const std::shared_ptr<dist::ProcessGroup>& pg) {
+  Tensor out = native::clone(t);
+  pg->allreduce(out, dist::ReduceOp::Sum)->wait();
+  if (auto n = autograd::record<SumOverRanksBackward>({&t})) autograd::set_history(out, n);
+  return out;
+}
+Tensor sum_grad_over_ranks(const Tensor& t, const std::shared_ptr<dist::ProcessGroup>& pg) {
+  Tensor out = native::clone(t);
+  if (auto n = autograd::record<SumGradOverRanksBackward>({&t})) {
+    n->pg = pg;
+    autograd::set_history(out, n);
+  }
+  return out;
+}
+
+// gradcheck of SyncBatchNormBackward (Note [Distributed gradcheck]): rows {3, 1} of a batch of 4,
+// so the ranks hold uneven parts; x, weight and bias all require grad.
+void scenario_gradcheck(const std::shared_ptr<dist::ProcessGroup>& pg) {
+  REQUIRE(pg->size() == 2);
   const int r = pg->rank();
-  auto sbn = std::make_shared<dist::SyncBatchNorm>(3, nn::BatchNormOptions{}, pg);
-  auto bn = std::make_shared<nn::BatchNorm2d>(3);
-  same_affine(*sbn, *bn, 4);
-  const Tensor xfull = uniform({4, 3, 5, 5}, -2.0, 3.0, DType::bf16, 15);
-  const Tensor xr = leaf(rows(xfull, 2 * r, 2)), xf = leaf(xfull);
-  const Tensor yr = sbn->forward(xr), yf = bn->forward(xf);
-  CHECK(yr.dtype() == DType::bf16);
-  RG_CHECK_CLOSE(yr, rows(yf, 2 * r, 2), tol_for(DType::bf16));
-  RG_CHECK_CLOSE(sbn->running_var(), bn->running_var(), kTol);
-  sum(yr).backward();
-  sum(yf).backward();
-  CHECK(xr.grad().dtype() == DType::bf16);
-  CHECK(sbn->weight().grad().dtype() == DType::f32);
-  RG_CHECK_CLOSE(reduced(*pg, sbn->bias().grad(), dist::ReduceOp::Sum), bn->bias().grad(), kTol);
+  const int64_t begin = r == 0 ? 0 : 3, mine = r == 0 ? 3 : 1, total = 4;
+  const Tensor x = leaf(uniform({total, 2, 2, 3}, -2.0, 2.0, DType::f64, 17));
+  const Tensor w = leaf(uniform({2}, 0.5, 1.5, DType::f64, 18)), b = leaf(uniform({2}, -0.5, 0.5, DType::f64, 19));
+  auto global_output = [&](const std::vector<Tensor>& in) {
+    const Tensor xs = sum_grad_over_ranks(in[0], pg), ws = sum_grad_over_ranks(in[1], pg),
+                 bs = sum_grad_over_ranks(in[2], pg);
+    const Tensor yr = dist::sync_batch_norm(xs.narrow(0, begin, mine), Tensor(), Tensor(), ws, bs, 0.1, 1e-5, pg);
+    const TensorOptions o(DType::f64);
+    const Tensor placed = cat({zeros({begin, 2, 2, 3}, o), yr, zeros({total - begin - mine, 2, 2, 3}, o)}, 0);
+    return sum_over_ranks(placed, pg);  // (4, 2, 2, 3) on every rank
+  };
+  const uint64_t seq = pg->sequence_number();
+  CHECK_GRADCHECK(global_output, std::vector<Tensor>{x, w, b});
+  CHECK(pg->sequence_number() > seq + 100);  // collectives ran in every evaluation (both ranks alike)
 }
 
 void scenario_uneven(const std::shared_ptr<dist::ProcessGroup>& pg) {
@@ -177,6 +261,10 @@ TEST_CASE("SyncBatchNorm, 2 ranks of batch B = BatchNorm2d on 2B: output, runnin
 
 TEST_CASE("SyncBatchNorm: uneven batches (3 and 1, 1 and 6)") { expect_ok("uneven"); }
 
+TEST_CASE("gradcheck SyncBatchNormBackward on 2 ranks: x, weight, bias against the global loss") {
+  expect_ok("gradcheck");
+}
+
 TEST_CASE("SyncBatchNorm: one value per channel on a rank, an empty rank, and a global count of 1") {
   expect_ok("tiny");
 }
@@ -261,7 +349,8 @@ TEST_CASE("dp_syncbn_worker_entry" * doctest::skip()) {
   const int rank = pg->rank();
   const std::map<std::string, std::function<void(const std::shared_ptr<dist::ProcessGroup>&)>> scenarios = {
       {"equal", scenario_equal}, {"uneven", scenario_uneven}, {"tiny", scenario_tiny},
-      {"eval", scenario_eval},   {"resnet", scenario_resnet}, {"ddp", scenario_ddp}};
+      {"eval", scenario_eval},   {"resnet", scenario_resnet}, {"ddp", scenario_ddp},
+      {"gradcheck", scenario_gradcheck}};
   const auto it = scenarios.find(scenario);
   REQUIRE_MESSAGE(it != scenarios.end(), "unknown scenario ", scenario);
   it->second(pg);

@@ -21,10 +21,6 @@ namespace rg::test::gpu {
 
 using dist::ReduceOp;
 
-// Test cases take `* doctest::skip(no_gpu())`: without a device they are reported as skipped even
-// when run outside ctest's exit-77 convention (tests/test_main.cpp).
-inline bool no_gpu() { return cuda::device_count() == 0; }
-
 // ---- host arithmetic: Note [Ring reduction arithmetic] (cuda_kernels/comm.h), written again here
 template <typename T> struct HostArith {  // float, double, int32_t, int64_t
   using acc = T;

@@ -79,7 +79,7 @@ constexpr Layout kLayouts[] = {{{0, 0, 0, 0}, false, false}, {{1, 3, 2, 0}, fals
 
 }  // namespace
 
-TEST_CASE("comm kernels: ring_reduce matches the host arithmetic bit for bit" * doctest::skip(no_gpu())) {
+TEST_CASE("comm kernels: ring_reduce matches the host arithmetic bit for bit") {
   const DType dtypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i32, DType::i64};
   const int64_t sizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 1023, 4097, 100003};
   int cases = 0;
@@ -100,8 +100,7 @@ TEST_CASE("comm kernels: ring_reduce matches the host arithmetic bit for bit" * 
   MESSAGE(cases, " ring_reduce cases");
 }
 
-TEST_CASE("comm kernels: ring_reduce grid-stride loops (more work than 1024 blocks x 256 threads)" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("comm kernels: ring_reduce grid-stride loops (more work than 1024 blocks x 256 threads)") {
   // 2^21 + 2^18 + 5 elements: > 1024 * 256 16-byte vectors for every dtype (f16: 294912), so both
   // the vector loop and the scalar loop take a second grid-stride iteration; the tail is 5 elements.
   const int64_t n = (int64_t{1} << 21) + (int64_t{1} << 18) + 5;
@@ -114,7 +113,7 @@ TEST_CASE("comm kernels: ring_reduce grid-stride loops (more work than 1024 bloc
   }
 }
 
-TEST_CASE("comm kernels: the arithmetic rules of the Note, on chosen values" * doctest::skip(no_gpu())) {
+TEST_CASE("comm kernels: the arithmetic rules of the Note, on chosen values") {
   // Worked out by hand: f16 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even is 1.
   // bf16 1 + 2^-8 ties to 1; 1 + 3 * 2^-8 rounds to 1 + 2^-7 * 2 = 1.015625.
   // i32 wraps: 2147483647 + 1 = -2147483648; avg of -7 over 2 truncates to -3.
@@ -154,7 +153,7 @@ TEST_CASE("comm kernels: the arithmetic rules of the Note, on chosen values" * d
   CHECK(run(DType::i64, -5.0, -9.0, ReduceOp::Max, 1).item() == -5.0);
 }
 
-TEST_CASE("comm kernels: ring_copy to one and two destinations at every alignment" * doctest::skip(no_gpu())) {
+TEST_CASE("comm kernels: ring_copy to one and two destinations at every alignment") {
   int cases = 0;
   // 4 MiB + 4099 bytes: more 16-byte words than 1024 blocks x 256 threads (a second grid-stride pass).
   for (int64_t nbytes : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}, int64_t{4096}, int64_t{1} << 20,

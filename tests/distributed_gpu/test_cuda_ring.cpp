@@ -115,7 +115,7 @@ dist::CudaRingConfig tiny_config(int slots) {
 
 }  // namespace
 
-TEST_CASE("cuda ring (ranks as threads): every collective, dtype and size, world sizes 1-4" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (ranks as threads): every collective, dtype and size, world sizes 1-4") {
   int total = 0;
   for (int N : {1, 2, 3, 4}) {
     for (int cfg_kind = 0; cfg_kind < 3; ++cfg_kind) {
@@ -143,7 +143,7 @@ TEST_CASE("cuda ring (ranks as threads): every collective, dtype and size, world
   MESSAGE(total, " collective cases per rank (threads)");
 }
 
-TEST_CASE("cuda ring (ranks as threads): 64 MiB allreduce over several rounds, bitwise in the documented order" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (ranks as threads): 64 MiB allreduce over several rounds, bitwise in the documented order") {
   const int N = 3;
   const dist::CudaRingConfig cfg;  // defaults: 3 ranks * 3 chunks * 8 MiB = 72 MiB per round
   const int64_t n = (int64_t{24} << 20) + 13;  // 96 MiB of f32: 2 rounds
@@ -162,7 +162,7 @@ TEST_CASE("cuda ring (ranks as threads): 64 MiB allreduce over several rounds, b
   for (int r = 0; r < N; ++r) CHECK_MESSAGE(errors[static_cast<size_t>(r)].empty(), errors[static_cast<size_t>(r)]);
 }
 
-TEST_CASE("cuda ring: wrong device, dtype and shapes are rejected with the op named" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring: wrong device, dtype and shapes are rejected with the op named") {
   auto store = std::make_shared<dist::TCPStore>("127.0.0.1", 0, true, std::chrono::milliseconds(10000));
   auto pg = dist::make_cuda_ring_group(store, 0, 1, Device::cuda(0), dist::CudaRingConfig());
   CHECK(pg->backend() == "ring");
@@ -182,7 +182,7 @@ TEST_CASE("cuda ring: wrong device, dtype and shapes are rejected with the op na
   CHECK(check_everything(*pg, *store, 0, o, {1, 7, 1023}) == "");
 }
 
-TEST_CASE("cuda ring: make_process_group finds the registered backend" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring: make_process_group finds the registered backend") {
   dist::register_cuda_backends();
   CHECK(dist::has_backend("ring", DeviceType::CUDA));
   auto store = std::make_shared<dist::TCPStore>("127.0.0.1", 0, true, std::chrono::milliseconds(10000));
@@ -196,14 +196,14 @@ TEST_CASE("cuda ring: make_process_group finds the registered backend" * doctest
 
 // ---- ranks as processes on one GPU (CUDA IPC between processes)
 
-TEST_CASE("cuda ring (ranks as processes on one GPU): world sizes 2, 3, 4" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (ranks as processes on one GPU): world sizes 2, 3, 4") {
   for (int N : {2, 3, 4}) {
     const Outcome o = launch_workers(N, "ring-all", {{"RG_GPU_SIZES", "1,7,1023,4097,65537"}});
     CHECK_MESSAGE(o.code == 0, o.report);
   }
 }
 
-TEST_CASE("cuda ring (processes): tiny slots, many rounds and slot wrap-arounds" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (processes): tiny slots, many rounds and slot wrap-arounds") {
   for (int N : {2, 3}) {
     const Outcome o = launch_workers(N, "ring-all",
                                      {{"RG_GPU_SIZES", "1,7,300,1023,2049"},  // as the threads case
@@ -214,42 +214,44 @@ TEST_CASE("cuda ring (processes): tiny slots, many rounds and slot wrap-arounds"
   }
 }
 
-TEST_CASE("cuda ring (processes): 64 MiB tensors" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (processes): 64 MiB tensors") {
   const Outcome o = launch_workers(2, "ring-big");
   CHECK_MESSAGE(o.code == 0, o.report);
 }
 
-TEST_CASE("cuda ring (processes): a missing rank times out naming it; its peer then fails fast" * doctest::skip(no_gpu())) {
+TEST_CASE("cuda ring (processes): a missing rank times out naming it; its peer then fails fast") {
   const Outcome o = launch_workers(2, "ring-timeout", {}, 120s);
   CHECK_MESSAGE(o.code == 0, o.report);
 }
 
-TEST_CASE("nccl: two ranks on one GPU are refused with a clear message" * doctest::skip(no_gpu())) {
+// A build without NCCL skips the NCCL cases; a GPU check (RINGGRAD_REQUIRE_GPU) fails them instead.
+const char* const kNoNccl =
 #ifdef RINGGRAD_WITH_NCCL
+    "";
+#else
+    "ringgrad built without NCCL";
+#endif
+
+TEST_CASE("nccl: two ranks on one GPU are refused with a clear message") {
+  if (skip_case(kNoNccl, required_gpus() >= 1)) return;
   const Outcome o = launch_workers(2, "nccl-same-gpu", {{"CUDA_VISIBLE_DEVICES", "0"}});
   CHECK_MESSAGE(o.code == 0, o.report);
-#else
-  MESSAGE("skipped: built without NCCL");
-#endif
 }
 
-TEST_CASE("nccl (processes, one GPU each): every collective and dtype" * doctest::skip(no_gpu())) {
-#ifdef RINGGRAD_WITH_NCCL
-  const int gpus = cuda::device_count();
-  bool ran = false;
+TEST_CASE("nccl (processes, one GPU each): every collective and dtype") {
+  if (skip_case(kNoNccl, required_gpus() >= 1)) return;
+  RG_SKIP_UNLESS_GPU(2);  // NCCL needs one GPU per rank
   for (int N : {2, 3, 4}) {
-    if (gpus < N) {
-      MESSAGE("skipped nccl with ", N, " ranks: ", gpus, " GPU(s) visible, NCCL needs one per rank");
+    const std::string missing = missing_gpus(N);
+    if (!missing.empty()) {  // the world sizes this machine has GPUs for ran; a promised one must
+      CHECK_MESSAGE(required_gpus() < N, "RINGGRAD_REQUIRE_GPU=", required_gpus(), " but nccl with ", N,
+                    " ranks cannot run: ", missing);
+      MESSAGE("nccl with ", N, " ranks not run: ", missing);
       continue;
     }
     const Outcome o = launch_workers(N, "nccl-all", {{"RG_GPU_SIZES", "1,7,1023,4097,65537"}});
     CHECK_MESSAGE(o.code == 0, o.report);
-    ran = true;
   }
-  if (!ran) MESSAGE("nccl collectives not run: fewer than 2 GPUs");
-#else
-  MESSAGE("skipped: built without NCCL");
-#endif
 }
 
 // ---- the rank side of the tests above (runs only in the processes the launcher starts)

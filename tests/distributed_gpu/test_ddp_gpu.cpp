@@ -1,8 +1,9 @@
 // DDP on CUDA through the CUDA ring backend: 2 and 3 ranks on ONE GPU, as processes (copies of this
 // executable running the skipped case "ddp_gpu_worker_entry"). The checks of
 // tests/distributed/test_ddp.cpp on cuda:0: equivalence with one process on the whole batch (bucket
-// views or not, small buckets, no overlap, static_graph, no_sync, f16/bf16 communication), unused
-// parameters, buffers, and GradScaler's found_inf shared across ranks.
+// views or not, small buckets launched before backward ends, no overlap, static_graph, no_sync,
+// f16/bf16 communication), the static_graph bucket rebuild in arrival order, unused parameters,
+// buffers, and GradScaler's found_inf shared across ranks.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,8 +18,6 @@ using namespace rg::test;
 using namespace rg::test::ddp;
 
 namespace {
-
-bool no_gpu() { return cuda::device_count() == 0; }
 
 // cuDNN may pick different algorithms for batch B and batch world * B: still f32 arithmetic.
 constexpr Tol kGpuF32Tol{2e-5, 2e-4};
@@ -59,6 +58,9 @@ void worker_equivalence() {
   CHECK_MESSAGE(compare_params(s.params, ref, kGpuF32Tol).empty(), compare_params(s.params, ref, kGpuF32Tol));
   CHECK(s.buckets == std::vector<std::vector<std::string>>{{"4.bias"}, {"4.weight"}, {"0.bias", "0.weight"}});
   check_stats(s.stats, 3);
+  // The first bucket (the last layer's bias) is launched from its hook, before backward ends: both
+  // moments are events on the compute stream, with the other layers' backward kernels between them.
+  CHECK(s.stats.buckets[0].launch_ms < s.stats.backward_end_ms);
   std::printf("%s", s.stats.str().c_str());
 
   DDPOptions late = small;
@@ -206,6 +208,7 @@ TEST_CASE("ddp_gpu_worker_entry" * doctest::skip()) {
   if (scenario == "equivalence") worker_equivalence();
   else if (scenario == "unused") worker_unused();
   else if (scenario == "buffers-scaler") worker_buffers_and_scaler();
+  else if (scenario == "static") check_static_graph_rebuild(kDev, kGpuF32Tol);
   else FAIL("unknown scenario ", scenario);
   cuda::synchronize();
   std::printf("OK %s rank %d\n", scenario.c_str(), dist::get_rank());
@@ -219,19 +222,21 @@ TEST_CASE("ddp_gpu_worker_entry" * doctest::skip()) {
     CHECK_MESSAGE(count_in_logs(out_, std::string("OK ") + (scenario) + " rank") == (nproc), out_.report); \
   } while (0)
 
-TEST_CASE("DDP on one GPU (cuda ring): 2 and 3 ranks x batch B equal 1 process x batch world*B" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): 2 and 3 ranks x batch B equal 1 process x batch world*B") {
   for (int world : {2, 3}) {
     CAPTURE(world);
     CHECK_GPU_RANKS(world, "equivalence");
   }
 }
 
-TEST_CASE("DDP on one GPU (cuda ring): unused parameters" * doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): unused parameters") {
   CHECK_GPU_RANKS(2, "unused");
 }
 
-TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DDP on one GPU (cuda ring): buffers from rank 0; GradScaler skips on every rank") {
   CHECK_GPU_RANKS(2, "buffers-scaler");
+}
+
+TEST_CASE("DDP on one GPU (cuda ring): static_graph rebuilds the buckets in gradient arrival order") {
+  CHECK_GPU_RANKS(2, "static");
 }

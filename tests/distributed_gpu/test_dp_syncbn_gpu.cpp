@@ -19,9 +19,6 @@ using namespace rg::test::dpsb;
 
 namespace {
 
-// Cases skip (doctest) without a device, also outside ctest's exit-77 convention.
-bool no_gpu() { return cuda::device_count() == 0; }
-
 const char* kGpuEntry = "dp_syncbn_gpu_worker_entry";
 const Device kCuda0 = Device::cuda(0);
 
@@ -43,8 +40,7 @@ void expect_ok_gpu(const std::string& scenario) {
 
 }  // namespace
 
-TEST_CASE("DataParallel on {cuda:0, cuda:0} (two streams) = one process on cuda:0, 5 SGD-momentum steps" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DataParallel on {cuda:0, cuda:0} (two streams) = one process on cuda:0, 5 SGD-momentum steps") {
   SUBCASE("conv net, inputs on the GPU") {
     train_and_compare(on_gpu(small_net(false, 31)), {kCuda0, kCuda0}, 8, 5,
                       [](nn::Module& ref, const Tensor& x) { return ref.forward(x); }, kCuda0);
@@ -64,8 +60,7 @@ TEST_CASE("DataParallel on {cuda:0, cuda:0} (two streams) = one process on cuda:
   }
 }
 
-TEST_CASE("DataParallel on {cuda:0, cuda:0} without grad (every tensor copied without history): train, eval" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DataParallel on {cuda:0, cuda:0} without grad (every tensor copied without history): train, eval") {
   auto net = on_gpu(small_net(true, 37));
   auto dp = std::make_shared<dist::DataParallel>(net, std::vector<Device>{kCuda0, kCuda0});
   const auto ref = net->clone();
@@ -86,8 +81,7 @@ TEST_CASE("DataParallel on {cuda:0, cuda:0} without grad (every tensor copied wi
   RG_CHECK_CLOSE(dp->forward(x), ref->forward(x), kTol);
 }
 
-TEST_CASE("DataParallel on {cuda:0, cuda:0} under f16 autocast: the replica threads autocast, backward too" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DataParallel on {cuda:0, cuda:0} under f16 autocast: the replica threads autocast, backward too") {
   auto net = on_gpu(small_net(false, 38));
   auto dp = std::make_shared<dist::DataParallel>(net, std::vector<Device>{kCuda0, kCuda0});
   const auto ref = net->clone();
@@ -114,20 +108,16 @@ TEST_CASE("DataParallel on {cuda:0, cuda:0} under f16 autocast: the replica thre
   }
 }
 
-TEST_CASE("DataParallel on every visible GPU = one process" * doctest::skip(no_gpu())) {
+TEST_CASE("DataParallel on every visible GPU = one process") {
+  RG_SKIP_UNLESS_GPU(2);  // real multi-GPU DataParallel
   const int n = cuda::device_count();
-  if (n < 2) {
-    MESSAGE("skipped: ", n, " GPU visible, real multi-GPU DataParallel needs 2");
-    return;
-  }
   std::vector<Device> devices;
   for (int i = 0; i < n; ++i) devices.push_back(Device::cuda(i));
   train_and_compare(on_gpu(small_net(false, 35)), devices, 2 * n + 1, 5,
                     [](nn::Module& ref, const Tensor& x) { return ref.forward(x); }, kCPU);
 }
 
-TEST_CASE("DataParallel on GPU: an exception in a replica names it; timings with and without sync" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DataParallel on GPU: an exception in a replica names it; timings with and without sync") {
   auto net = on_gpu(small_net(false, 36));
   auto dp = std::make_shared<dist::DataParallel>(net, std::vector<Device>{kCuda0, kCuda0});
   CHECK_THROWS_WITH_AS(dp->forward(uniform({4, 5, 8, 8}, -1.0, 1.0, DType::f32, 1, kCuda0)),
@@ -141,13 +131,11 @@ TEST_CASE("DataParallel on GPU: an exception in a replica names it; timings with
   CHECK(t.backward_ms >= t.reduce_ms);
 }
 
-TEST_CASE("SyncBatchNorm, 2 ranks on one GPU (CUDA ring) = BatchNorm2d on the full batch" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("SyncBatchNorm, 2 ranks on one GPU (CUDA ring) = BatchNorm2d on the full batch") {
   expect_ok_gpu("syncbn");
 }
 
-TEST_CASE("DDP + SyncBatchNorm, 2 ranks on one GPU = one process with BN on the double batch" *
-          doctest::skip(no_gpu())) {
+TEST_CASE("DDP + SyncBatchNorm, 2 ranks on one GPU = one process with BN on the double batch") {
   expect_ok_gpu("ddp");
 }
 

@@ -14,10 +14,12 @@
 
 #include "apps/trainer_classify.h"
 #include "core/cuda_api.h"
+#include "core/cudnn_config.h"
 #include "core/json.h"
 #include "data/synthetic.h"
 #include "launch_util.h"
 #include "nn/checkpoint.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using rg::app::ClassifyConfig;
@@ -78,6 +80,31 @@ void check_bitwise_equal(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors
     }
   }
   CHECK(differing == 0);
+}
+
+// The state a resumed run restored, saved before its first step (ClassifyConfig::save_resumed),
+// equals the checkpoint it resumed from: every tensor byte for byte (weights, BN buffers, optimizer
+// moments, EMA weights), the optimizer, schedule, scaler and EMA state, and the trainer's counters,
+// sampler position and RNG.
+void check_restored(const std::string& checkpoint, const std::string& resumed_path) {
+  CAPTURE(checkpoint);
+  const rg::nn::SafeTensors ck = rg::nn::load_safetensors(checkpoint);
+  const rg::nn::SafeTensors re = rg::nn::load_safetensors(resumed_path);
+  check_bitwise_equal(ck, re);
+  int64_t moments = 0;
+  for (const auto& [k, t] : re.tensors) moments += k.rfind("optimizer.state.", 0) == 0;
+  CHECK(moments > 0);  // the optimizer had state to restore
+  for (const char* k : {"optimizer", "scheduler", "scaler", "ema"}) {
+    CAPTURE(k);
+    REQUIRE((ck.meta(k) == nullptr) == (re.meta(k) == nullptr));
+    if (ck.meta(k)) CHECK(*ck.meta(k) == *re.meta(k));
+  }
+  REQUIRE(re.meta("trainer") != nullptr);
+  const rg::Json a = rg::Json::parse(*ck.meta("trainer")), b = rg::Json::parse(*re.meta("trainer"));
+  for (const char* k : {"epoch", "global_step", "best_acc", "sampler", "rng"}) {
+    CAPTURE(k);
+    CHECK(a[k].dump() == b[k].dump());
+  }
 }
 }  // namespace
 
@@ -142,11 +169,15 @@ TEST_CASE("e2e: resuming from last.safetensors ends bitwise equal to an uninterr
   a.stop_after_epochs = 2;  // "killed" after epoch 2
   const rg::app::TrainResult part = train_classifier(a);
   REQUIRE(part.epochs_done == 2);
+  const std::string kept = d / "epoch2.safetensors";  // the resumed run overwrites last.safetensors
+  fs::copy_file(part.last_path, kept);
   ClassifyConfig b = c;
   b.out = d / "resumed";
   b.resume = d / "resumed/last.safetensors";
   b.workers = 0;  // the loader's batches do not depend on the worker count
+  b.save_resumed = true;
   const rg::app::TrainResult rest = train_classifier(b);
+  check_restored(kept, d / "resumed/resumed.safetensors");
   CHECK(rest.history.size() == 1);
   CHECK(rest.epochs_done == 3);
   CHECK(rest.global_step == straight.global_step);
@@ -165,11 +196,8 @@ TEST_CASE("e2e: resuming from last.safetensors ends bitwise equal to an uninterr
   CHECK_THROWS(train_classifier(wrong));
 }
 
-TEST_CASE("e2e: CUDA training with f16 (GradScaler) and bf16 autocast") {
-  if (!rg::cuda::is_available()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+TEST_CASE("e2e: CUDA training with f16 (GradScaler) and bf16 autocast" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   TempDir d;
   const std::string data = make_shapes(d, "shapes", 4, 300, 50, 32);
   for (const char* amp : {"f16", "bf16", "none"}) {
@@ -207,14 +235,18 @@ double max_model_diff(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors& b
 }
 }  // namespace
 
-TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the GPU") {
-  if (!rg::cuda::is_available()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the GPU" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
+  // cuDNN's heuristics instead of timing: the same algorithms in every run of this test.
+  const bool benchmark = rg::cudnn_benchmark();
+  rg::set_cudnn_benchmark(false);
+  struct Restore {
+    bool b;
+    ~Restore() { rg::set_cudnn_benchmark(b); }
+  } restore{benchmark};
   TempDir d;
   const std::string data = make_shapes(d, "shapes", 4, 100, 25, 32);
-  ClassifyConfig c = small_config(data, d / "straight");
+  ClassifyConfig c = small_config(data, d / "straight");  // AdamW: two moments per parameter
   c.device = "cuda:0";
   c.amp = "f16";
   c.ema = true;
@@ -224,6 +256,9 @@ TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the
   c.workers = 2;
   const rg::app::TrainResult straight = train_classifier(c);
   REQUIRE(straight.epochs_done == 3);
+  ClassifyConfig again = c;
+  again.out = d / "again";
+  const rg::app::TrainResult straight2 = train_classifier(again);
 
   ClassifyConfig a = c;
   a.out = d / "part";
@@ -233,13 +268,17 @@ TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the
   ClassifyConfig b = c;
   b.out = d / "rest";
   b.resume = part.last_path;  // optimizer moments, scaler, EMA and BN buffers go back onto cuda:0
+  b.save_resumed = true;
   const rg::app::TrainResult rest = train_classifier(b);
   CHECK(rest.history.size() == 2);
   CHECK(rest.epochs_done == 3);
   CHECK(rest.global_step == straight.global_step);
-  CHECK(rest.history.back().skipped_steps >= part.history.back().skipped_steps);
+  // What the run restored onto the GPU and saved back before its first step is the checkpoint, bit
+  // for bit: Adam's moments, the scaler's scale and tracker, the EMA weights, the counters.
+  check_restored(part.last_path, d / "rest/resumed.safetensors");
 
   const rg::nn::SafeTensors x = rg::nn::load_safetensors(straight.last_path);
+  const rg::nn::SafeTensors x2 = rg::nn::load_safetensors(straight2.last_path);
   const rg::nn::SafeTensors p = rg::nn::load_safetensors(part.last_path);
   const rg::nn::SafeTensors y = rg::nn::load_safetensors(rest.last_path);
   REQUIRE(y.meta("scaler") != nullptr);
@@ -251,12 +290,16 @@ TEST_CASE("e2e: CUDA f16 run with EMA checkpoints GPU state and resumes onto the
   CHECK(oy["state"]["0"]["step"].as_int() == ox["state"]["0"]["step"].as_int());
   CHECK(rg::Json::parse(*y.meta("ema"))["updates"].as_int() == rg::Json::parse(*x.meta("ema"))["updates"].as_int());
   CHECK(rg::Json::parse(*y.meta("scheduler")).dump() == rg::Json::parse(*x.meta("scheduler")).dump());
-  // GPU kernels need not be bitwise deterministic (cuDNN's algorithms, atomics), so the resumed
-  // weights are compared with the uninterrupted run's loosely: far closer to them than the weights
-  // of the checkpoint it resumed from (a resume that lost any state lands about as far).
-  const double resumed = max_model_diff(y, x), before = max_model_diff(p, x);
-  MESSAGE("CUDA resume: max |resumed - uninterrupted| = ", resumed, " (", std::string(resumed == 0.0 ? "bitwise equal" : "not bitwise"),
-          "), max |epoch-1 checkpoint - uninterrupted| = ", before);
-  CHECK(before > 0.0);
-  CHECK(resumed <= 0.25 * before);
+  // The final weights against the uninterrupted run. Two uninterrupted runs measure what the GPU
+  // kernels' own non-determinism (atomics) makes of these 3 epochs; the resumed run may differ from
+  // the first by no more than 4x that (two draws of the same noise), so by nothing at all when the
+  // GPU run is deterministic. A resume that lost state (Adam's moments restarted at zero, the scaler
+  // at 65536, the EMA at the weights) changes the step sizes from the first step on: a systematic
+  // departure, many times the rounding noise, and of the order of an epoch's drift.
+  const double noise = max_model_diff(x2, x), resumed = max_model_diff(y, x), epoch = max_model_diff(p, x);
+  MESSAGE("CUDA resume: max |resumed - uninterrupted| = ", resumed, ", two uninterrupted runs differ by ", noise,
+          ", the epoch-1 checkpoint by ", epoch);
+  CHECK(epoch > 0.0);
+  CHECK(resumed <= 4.0 * noise);
+  CHECK(resumed <= 0.25 * epoch);
 }

@@ -18,11 +18,29 @@ namespace {
 
 DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
 
-// Tolerance for per-channel statistics and sums of `count` values of magnitude ~`mag`.
+// Tolerance for the backward sums of random inputs (the small cases, count <= 1024) and of sums
+// taken about the batch mean: `count`
+// values of magnitude <= `mag` summed in f32 (f64 for f64) in another order than the CPU's. Their
+// error is about sqrt(count) roundings of partial sums far below count * mag; 1e-7 * count * mag
+// (1.7 f32 roundoffs per element) bounds it, and a lost element is seen unless |dy| < 1e-7 count.
 test::Tol sum_tol(DType dt, int64_t count, double mag) {
-  // about log2(count) roundings of eps each on a sum bounded by count * mag
-  const double eps = dt == DType::f64 ? 1e-14 : 1e-6;
-  return {eps * mag * static_cast<double>(count), dt == DType::f64 ? 1e-10 : 1e-4};
+  const double eps = dt == DType::f64 ? 1e-14 : 1e-7;
+  return {eps * mag * static_cast<double>(count), dt == DType::f64 ? 1e-10 : 1e-5};
+}
+
+// Note on the big cases (count > 2048 values per channel: several blocks per channel, a second pass
+// merging them): their backward sums are checked exactly. x holds integers in [-3, 3] and dy
+// integers in {-2, -1, 1, 2} (exact in every dtype), and both devices get the mean 1/2 for every
+// channel, so each term dy (x - 1/2) is a multiple of 1/2 of magnitude <= 7; any partial sum, in
+// any order, is a multiple of 1/2 of magnitude <= 7 * 420600 < 2^23 (the largest channel below),
+// exact in f32. sum_dy and sum_dy_xmu are then compared for equality: a lost or doubled element
+// changes sum_dy by dy != 0 and sum_dy_xmu by dy (x - 1/2) != 0.
+constexpr int64_t kCrossBlock = 2048;
+
+Tensor small_integers(const Shape& shape, DType dt, const std::vector<double>& pick, uint64_t seed) {
+  std::vector<double> v = test::uniform_values(shape_numel(shape), 0.0, static_cast<double>(pick.size()), seed);
+  for (double& e : v) e = pick[static_cast<size_t>(e)];
+  return native::to(from_vector<double>(v, shape), kCPU, dt);
 }
 
 test::Tol elem_tol(DType dt) { return loose(dt, 4); }
@@ -47,9 +65,15 @@ std::vector<BnCase> cases() {
   };
 }
 
-// The input on both devices, with the same logical values and layout.
+// The input on both devices, with the same logical values and layout (integers in [-3, 3] for the
+// big cases).
 std::pair<Tensor, Tensor> make_input(const BnCase& c, DType dt, uint64_t seed) {
   const int64_t n = shape_numel(c.shape);
+  if (shape_numel(c.shape) / c.shape[1] > kCrossBlock) {
+    REQUIRE(c.layout == "contiguous");
+    const Tensor x = small_integers(c.shape, dt, {-3, -2, -1, 0, 1, 2, 3}, seed);
+    return {x, to_gpu(x)};
+  }
   if (c.layout == "misaligned") {
     const Tensor base = test::uniform({n + 1}, c.lo, c.hi, dt, seed);
     const Tensor gbase = to_gpu(base);
@@ -80,7 +104,7 @@ TEST_CASE("batchnorm kernels: CUDA matches CPU") {
       const int64_t C = c.shape[1];
       const int64_t count = shape_numel(c.shape) / C;
       const DType st = stat_dtype(dt);
-      const double mag = std::max(std::abs(c.lo), std::abs(c.hi));
+      const double mag = count > kCrossBlock ? 3.0 : std::max(std::abs(c.lo), std::abs(c.hi));  // make_input
 
       // statistics
       const auto [mc, vc] = native::batchnorm_stats(xc);
@@ -101,12 +125,21 @@ TEST_CASE("batchnorm kernels: CUDA matches CPU") {
                      native::batchnorm_fwd(xc, mc, invc, Tensor(), Tensor()), elem_tol(dt));
 
       // backward sums and the input gradient
-      const Tensor gyc = test::uniform(c.shape, -1.0, 1.0, dt, seed++);
+      const bool big = count > kCrossBlock;
+      const Tensor gyc = big ? small_integers(c.shape, dt, {-2, -1, 1, 2}, seed++) : test::uniform(c.shape, -1.0, 1.0, dt, seed++);
       const Tensor gyg = to_gpu(gyc);
+      if (big) {  // exact sums (the note above)
+        const Tensor half = full({C}, 0.5, TensorOptions(st));
+        const auto [e1c, e2c] = native::batchnorm_bwd_reduce(gyc, xc, half);
+        const auto [e1g, e2g] = native::batchnorm_bwd_reduce(gyg, xg, to_gpu(half));
+        RG_CHECK_CLOSE(to_cpu(e1g), e1c, (test::Tol{0, 0}));
+        RG_CHECK_CLOSE(to_cpu(e2g), e2c, (test::Tol{0, 0}));
+      }
       const auto [s1c, s2c] = native::batchnorm_bwd_reduce(gyc, xc, mc);
       const auto [s1g, s2g] = native::batchnorm_bwd_reduce(gyg, xg, mgc);
-      RG_CHECK_CLOSE(to_cpu(s1g), s1c, sum_tol(dt, count, 1.0));
-      RG_CHECK_CLOSE(to_cpu(s2g), s2c, sum_tol(dt, count, 2.0));
+      // sum_dy is exact for the big cases whatever the mean; sum_dy_xmu with the batch mean is not.
+      RG_CHECK_CLOSE(to_cpu(s1g), s1c, (big ? test::Tol{0, 0} : sum_tol(dt, count, 1.0)));
+      RG_CHECK_CLOSE(to_cpu(s2g), s2c, sum_tol(dt, count, big ? 7.0 : 2.0));
       const double inv_n = 1.0 / static_cast<double>(count);
       const Tensor ac = native::unary(UnaryOp::Affine, s1c, inv_n, 0.0), kc = native::unary(UnaryOp::Affine, s2c, inv_n, 0.0);
       const Tensor gxc = native::batchnorm_bwd_elemt(gyc, xc, mc, invc, wc, ac, kc);

@@ -116,8 +116,19 @@ Inputs make_inputs(const Case& c, DType dt, uint64_t seed, bool offset) {
   return in;
 }
 
-// Every direction on the GPU against the CPU in f64 on the same values.
-void check_case(const Case& c, DType dt, uint64_t seed, bool offset = false) {
+// How the direction `what` ran, as recorded by the conv code (detail::last_conv_backend(), reset
+// before each call so that a stale entry cannot answer): `backend` when given ("cudnn", "im2col").
+// A silent fall-back from cuDNN to im2col in any direction fails here.
+void check_backend(const char* backend, const char* what) {
+  if (backend == nullptr) return;
+  CHECK_MESSAGE(std::string(detail::last_conv_backend()) == backend, what, " ran on '", detail::last_conv_backend(),
+                "', expected ", backend);
+  detail::set_last_conv_backend("");
+}
+
+// Every direction on the GPU against the CPU in f64 on the same values; with `backend`, each of the
+// three directions must have run on it.
+void check_case(const Case& c, DType dt, uint64_t seed, bool offset = false, const char* backend = nullptr) {
   CAPTURE(case_str(c));
   CAPTURE(std::string(dtype_name(dt)));
   CAPTURE(offset);
@@ -128,7 +139,9 @@ void check_case(const Case& c, DType dt, uint64_t seed, bool offset = false) {
   const Tensor b64 = c.bias ? native::to(in.b, kCPU, DType::f64) : Tensor();
   const Tol tol = tol_for(dt, allow_tf32());
 
+  detail::set_last_conv_backend("");
   const Tensor y = native::conv2d(in.x, in.w, in.b, p);
+  check_backend(backend, "forward");
   CHECK(y.is_cuda());
   CHECK(y.dtype() == dt);
   const Tensor y_ref = native::conv2d(x64, w64, b64, p);
@@ -137,12 +150,14 @@ void check_case(const Case& c, DType dt, uint64_t seed, bool offset = false) {
   CHECK_MESSAGE(m1.empty(), "forward: ", m1);
 
   const Tensor gx = native::conv2d_bwd_input(in.gy, in.w, in.x.sizes(), p);
+  check_backend(backend, "grad input");
   const Tensor gx_ref = native::conv2d_bwd_input(gy64, w64, x64.sizes(), p);
   const Tensor gx_scale = native::conv2d_bwd_input(abs64(gy64), abs64(w64), x64.sizes(), p);
   const std::string m2 = compare(gx, gx_ref, gx_scale, tol);
   CHECK_MESSAGE(m2.empty(), "grad input: ", m2);
 
   const Tensor gw = native::conv2d_bwd_weight(in.gy, in.x, in.w.sizes(), p);
+  check_backend(backend, "grad weight");
   const Tensor gw_ref = native::conv2d_bwd_weight(gy64, x64, w64.sizes(), p);
   const Tensor gw_scale = native::conv2d_bwd_weight(abs64(gy64), abs64(x64), w64.sizes(), p);
   const std::string m3 = compare(gw, gw_ref, gw_scale, tol);
@@ -174,11 +189,8 @@ TEST_CASE("conv2d_cuda (cuDNN, benchmark) matches the CPU in every float dtype")
   uint64_t seed = 10;
   for (const Case& c : cases()) {
     for (DType dt : test::float_dtypes()) {
-      check_case(c, dt, seed);
-      if (built_with_cudnn() && dt != DType::f64) {
-        // f32/f16/bf16 always have a cuDNN algorithm (f64 may fall back to im2col)
-        CHECK(std::string(detail::last_conv_backend()) == "cudnn");
-      }
+      // f32/f16/bf16 always have a cuDNN algorithm, in every direction (f64 may fall back to im2col)
+      check_case(c, dt, seed, false, built_with_cudnn() && dt != DType::f64 ? "cudnn" : nullptr);
     }
     seed += 10;
   }
@@ -188,9 +200,10 @@ TEST_CASE("conv2d_cuda (cuDNN, heuristics) matches the CPU") {
   AllowTF32Guard no_tf32(false);
   CudnnGuard g(true, false);
   uint64_t seed = 200;
+  const char* cudnn = built_with_cudnn() ? "cudnn" : nullptr;
   for (const Case& c : cases()) {
-    check_case(c, DType::f32, seed);
-    check_case(c, DType::f16, seed);
+    check_case(c, DType::f32, seed, false, cudnn);
+    check_case(c, DType::f16, seed, false, cudnn);
     seed += 10;
   }
 }
@@ -198,8 +211,9 @@ TEST_CASE("conv2d_cuda (cuDNN, heuristics) matches the CPU") {
 TEST_CASE("conv2d_cuda with TF32 allowed stays within TF32 tolerance") {
   AllowTF32Guard tf32(true);
   CudnnGuard g(true, true);
-  check_case({4, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1}, DType::f32, 300);
-  check_case({2, 256, 7, 7, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false}, DType::f32, 310);
+  const char* cudnn = built_with_cudnn() ? "cudnn" : nullptr;
+  check_case({4, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1}, DType::f32, 300, false, cudnn);
+  check_case({2, 256, 7, 7, 128, 1, 1, 1, 1, 0, 0, 1, 1, 1, false}, DType::f32, 310, false, cudnn);
 }
 
 TEST_CASE("conv2d_cuda on misaligned (offset) inputs, both backends") {
@@ -207,9 +221,11 @@ TEST_CASE("conv2d_cuda on misaligned (offset) inputs, both backends") {
   for (bool use_cudnn : {true, false}) {
     CudnnGuard g(use_cudnn, true);
     uint64_t seed = 400;
+    // im2col when cuDNN is off; with cuDNN on, a misaligned base may legitimately have no algorithm.
+    const char* backend = use_cudnn ? nullptr : "im2col";
     for (const Case& c : cases()) {
-      check_case(c, DType::f16, seed, true);
-      check_case(c, DType::f32, seed, true);
+      check_case(c, DType::f16, seed, true, backend);
+      check_case(c, DType::f32, seed, true, backend);
       seed += 10;
     }
   }
@@ -220,15 +236,12 @@ TEST_CASE("conv2d_cuda through im2col + gemm (cuDNN switched off) matches the CP
   CudnnGuard g(false, true);
   uint64_t seed = 500;
   for (const Case& c : cases()) {
-    for (DType dt : test::float_dtypes()) {
-      check_case(c, dt, seed);
-      CHECK(std::string(detail::last_conv_backend()) == "im2col");
-    }
+    for (DType dt : test::float_dtypes()) check_case(c, dt, seed, false, "im2col");
     seed += 10;
   }
   // 9 images of 64 x 128 x 128 with a 3x3 kernel: 9.4M column elements each, so the 2^26-element
   // im2col buffer holds 7 images and the batch runs in two chunks (the weight gradient accumulates).
-  check_case({9, 64, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 600);
+  check_case({9, 64, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 600, false, "im2col");
 }
 
 TEST_CASE("conv2d_cuda: the cached plan gives the same answer on the second call") {

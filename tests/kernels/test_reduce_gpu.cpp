@@ -49,15 +49,54 @@ int64_t reduced_numel(const Shape& s, const Shape& dims) {
   return r;
 }
 
-// GPU float sums accumulate in f32 in a different order than the CPU's double: allow for that
-// growing with sqrt(R). Extremes and indices are exact; integers are exact.
+// Random inputs (the small cases): GPU float sums accumulate in f32 in another order than the CPU's
+// double, an error far below tol_for's 1e-5 for R <= 4097 (sums of magnitude <= 40, partial sums
+// of threads and warps smaller still), so twice tol_for, unscaled: a lost element is seen unless
+// |x| < 2e-5 (1 + |sum|). Products alone grow their relative error with sqrt(R) (each factor
+// rounds). Extremes and indices are exact; integers are exact.
 test::Tol reduce_tol(ReduceOp op, DType out_t, int64_t R) {
   const test::Tol b = test::tol_for(out_t);
   if (!is_floating(out_t)) return b;
   if (op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::AbsMax) return b;
-  const double k = std::max(1.0, std::sqrt(static_cast<double>(R)) / 4.0);
-  if (out_t == DType::f32) return {b.atol * k, b.rtol * k};
+  if (op == ReduceOp::Prod && out_t == DType::f32) {
+    const double k = std::max(1.0, std::sqrt(static_cast<double>(R)) / 4.0);
+    return {b.atol * k, b.rtol * k};
+  }
   return {b.atol * 2, b.rtol * 2};
+}
+
+// The big cases (more than 5000 elements, many blocks and segments per output) reduce odd integers
+// in {-3, -1, 1, 3} for Sum, Mean and Var, so that a lost or doubled element cannot hide in a
+// tolerance:
+// - Sum: every partial sum, in any order, is an integer of magnitude <= 3R <= 300009 < 2^24, so
+//   exact in f32 and f64 on both devices, and the results are compared for equality: a lost or
+//   doubled element moves the sum by an odd integer. (f16/bf16 outputs are that exact sum rounded
+//   once on each device, equal too; they can show a single element only while the sum is below
+//   2^11 or 2^8, their precision.)
+// - Mean: the exact sum divided by R, rounded in f32 (GPU) or through f64 (CPU): at most one ulp
+//   apart, rtol 2^-23 for f32. A lost or doubled element moves the mean by >= 1/R, relative
+//   >= 1/(3R) >= 3.3e-6 since |mean| <= 3.
+// - Var: Welford in f32 on the GPU, two passes in double on the CPU. A float32 emulation of the
+//   kernel's pushes and merges over 32 to 1024 threads per output stays within 1.3e-7 relative for
+//   R = 1e5; the tolerance is 2e-6. One element more or less moves the variance (about 5) by
+//   |(x - mean)^2 - var| / R with (x - mean)^2 near 1 or 9: relative >= 0.8 / R >= 8e-6.
+// f64 outputs are exact for Sum, within an ulp for Mean, 1e-12 for Var; f16/bf16 Mean and Var are
+// limited by their own rounding (twice tol_for).
+bool exact_inputs(ReduceOp op, DType dt, bool big) {
+  return big && is_floating(dt) && (op == ReduceOp::Sum || op == ReduceOp::Mean || op == ReduceOp::Var);
+}
+
+Tensor odd_integers(const Shape& shape, DType dt, uint64_t seed) {
+  const Tensor k = native::to(test::uniform(shape, 0.0, 4.0, DType::i64, seed), kCPU, DType::f64);  // 0..3
+  return native::to(native::unary(UnaryOp::Affine, k, 2.0, -3.0), kCPU, dt);
+}
+
+test::Tol exact_tol(ReduceOp op, DType out_t) {
+  if (op == ReduceOp::Sum) return {0.0, 0.0};
+  const bool half = out_t == DType::f16 || out_t == DType::bf16;
+  if (half) return loose(out_t, 2);
+  if (op == ReduceOp::Mean) return {0.0, std::ldexp(1.0, out_t == DType::f64 ? -52 : -23)};
+  return {0.0, out_t == DType::f64 ? 1e-12 : 2e-6};
 }
 
 std::string dims_str(const Shape& d) { return d.empty() ? std::string("all") : shape_str(d); }
@@ -86,14 +125,16 @@ TEST_CASE("reduce_cuda matches the CPU for every op, dtype, dim set and view") {
               const bool prod = op == ReduceOp::Prod, fl = is_floating(dt);
               const double lo = prod ? (fl ? 0.95 : -3.0) : (fl ? -1.0 : -20.0);
               const double hi = prod ? (fl ? 1.05 : 3.0) : (fl ? 1.0 : 20.0);
-              const Tensor base = values(v.base, dt, lo, hi, 101);
+              const bool exact = exact_inputs(op, dt, big);
+              const Tensor base = exact ? odd_integers(v.base, dt, 101) : values(v.base, dt, lo, hi, 101);
               for (bool keepdim : {false, true}) {
                 Tensor co, go;
                 CHECK_NOTHROW(co = native::reduce(op, v.make(base), dims, keepdim, correction));
                 CHECK_NOTHROW(go = native::reduce(op, v.make(to_gpu(base)), dims, keepdim, correction));
                 if (!co.defined() || !go.defined()) continue;
                 CHECK(go.dtype() == co.dtype());
-                RG_CHECK_CLOSE(go, co, reduce_tol(op, co.dtype(), reduced_numel(rs.shape, dims)));
+                RG_CHECK_CLOSE(go, co, exact ? exact_tol(op, co.dtype())
+                                             : reduce_tol(op, co.dtype(), reduced_numel(rs.shape, dims)));
               }
             }
           }
@@ -137,7 +178,8 @@ TEST_CASE("reduce_cuda: NaN propagates and argmax takes the first index, checked
   v[5] = 7.0;
   big = from_vector<double>(v, {200003}, TensorOptions(DType::f32).device(kGPU));
   CHECK(native::reduce(ReduceOp::Argmax, big, {0}, false).item() == 5.0);
-  CHECK(native::reduce(ReduceOp::Sum, big, {0}, false).item() == doctest::Approx(0.5 * 200001 + 14.0).epsilon(1e-5));
+  // multiples of 1/2 below 2^23: every partial sum is exact in f32, so the sum is, to the last bit
+  CHECK(native::reduce(ReduceOp::Sum, big, {0}, false).item() == 0.5 * 200001 + 14.0);
 }
 
 TEST_CASE("reduce_cuda: integer sums are int64 and wrap like the CPU") {

@@ -3,7 +3,10 @@
 // proceeds with exactly unscaled gradients; growth; the found_inf reducer; misuse errors; state).
 // The GradScaler sequence runs on the CPU and, when a CUDA device is present, on the GPU too.
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "autograd/autocast.h"
 #include "autograd/grad_mode.h"
@@ -160,11 +163,8 @@ TEST_CASE("GradScaler on CPU: overflow skips the step and halves the scale; the 
   run_scaler_sequence(kCPU);
 }
 
-TEST_CASE("GradScaler on CUDA (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: the GPU GradScaler sequence is skipped here (tests/kernels cover the kernels)");
-    return;
-  }
+TEST_CASE("GradScaler on CUDA" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   run_scaler_sequence(Device::cuda(0));
 }
 
@@ -221,46 +221,71 @@ struct SmallNet {
   std::vector<Tensor> leaves() const { return {cw, bw, bb, fw, fb}; }
 };
 
-// The net under autocast `dt` on `dev` against the same autocast on the CPU (both round the same
-// f32 values to dt: close to each other) and against plain f32 on the CPU (looser: autocast
-// changes the precision, not the function).
+// The net under autocast `dt` on `dev` against plain f32 on the CPU: autocast changes the precision,
+// not the function, so they agree to a tolerance set by dt's unit roundoff u (2^-11 for f16, 2^-8
+// for bf16; conv and linear round every operand, each output sums 27 or 6 such products). Measured
+// on the CPU, the worst relative error of these checks is 1.15 u (f16) and 2.6 u (bf16): 8 u
+// leaves room for other accumulation orders and still fails a wrong dtype (bf16 rounding where
+// f16 was asked is 8 times f16's u) or a wrong formula. On a device other than the CPU the net is
+// also compared with the CPU's autocast: both round the same f32 values to dt, so they are closer.
 void check_autocast_net(Device dev, DType dt) {
   CAPTURE(dev.str());
   CAPTURE(dtype_name(dt));
-  SmallNet c(kCPU), g(dev), f(kCPU);
-  const auto oc = c.run(dt, true), og = g.run(dt, true), of = f.run(dt, false);
+  SmallNet g(dev), f(kCPU);
+  const auto og = g.run(dt, true), of = f.run(dt, false);
   CHECK(og[0].dtype() == dt);
   CHECK(og[0].device() == dev);
   CHECK(og[1].dtype() == dt);
   CHECK(og[2].dtype() == DType::f32);
   CHECK(og[2].device() == dev);
   CHECK(of[1].dtype() == DType::f32);
-  // Measured on the CPU: f16 within 6e-4 of f32 and bf16 within 1.1e-2 (relative norms).
-  const double tol = dt == DType::f16 ? 5e-3 : 2e-2;      // against the CPU's autocast
-  const double tol32 = dt == DType::f16 ? 5e-3 : 4e-2;    // against plain f32
-  CHECK(rel_err(og[0], oc[0]) <= tol);
-  CHECK(rel_err(og[1], oc[1]) <= tol);
-  CHECK(rel_err(og[1], of[1]) <= tol32);
-  CHECK(og[2].item() == doctest::Approx(oc[2].item()).epsilon(tol));
+  const double u = dt == DType::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  const double tol32 = 8 * u;  // against plain f32
+  const double tol = dt == DType::f16 ? 5e-3 : 2e-2;  // device against the CPU's autocast
+  const bool other_device = dev != kCPU;
+  std::unique_ptr<SmallNet> c;
+  std::vector<Tensor> oc;
+  if (other_device) {
+    c = std::make_unique<SmallNet>(kCPU);
+    oc = c->run(dt, true);
+  }
+  double worst = 0;
+  auto against_f32 = [&](const Tensor& a, const Tensor& b) {
+    const double e = rel_err(a, b);
+    worst = std::max(worst, e);
+    return e;
+  };
+  CHECK(against_f32(og[0], of[0]) <= tol32);
+  CHECK(against_f32(og[1], of[1]) <= tol32);
   CHECK(og[2].item() == doctest::Approx(of[2].item()).epsilon(tol32));
-  oc[2].backward();
+  if (other_device) {
+    CHECK(rel_err(og[0], oc[0]) <= tol);
+    CHECK(rel_err(og[1], oc[1]) <= tol);
+    CHECK(og[2].item() == doctest::Approx(oc[2].item()).epsilon(tol));
+    oc[2].backward();
+  }
   og[2].backward();
   of[2].backward();
-  const auto lc = c.leaves(), lg = g.leaves(), lf = f.leaves();
+  const auto lg = g.leaves(), lf = f.leaves();
   for (size_t i = 0; i < lg.size(); ++i) {
     CAPTURE(i);
     REQUIRE(lg[i].grad().defined());
     CHECK(lg[i].grad().dtype() == DType::f32);  // f32 master weights get f32 gradients
     CHECK(lg[i].grad().device() == dev);
-    CHECK(rel_err(lg[i].grad(), lc[i].grad()) <= tol);
-    CHECK(rel_err(lg[i].grad(), lf[i].grad()) <= tol32);
+    CHECK(against_f32(lg[i].grad(), lf[i].grad()) <= tol32);
+    if (other_device) CHECK(rel_err(lg[i].grad(), c->leaves()[i].grad()) <= tol);
   }
   REQUIRE(g.cb.grad().defined());
   CHECK(g.cb.grad().dtype() == DType::f32);
-  CHECK(max_abs(g.cb.grad()) <= tol * max_abs(f.cw.grad()));  // zero up to rounding
+  CHECK(max_abs(g.cb.grad()) <= tol32 * max_abs(f.cw.grad()));  // zero up to rounding
   // the running statistics moved the same way
-  CHECK(rel_err(g.rm, c.rm) <= tol);
-  CHECK(rel_err(g.rv, c.rv) <= tol);
+  CHECK(against_f32(g.rm, f.rm) <= tol32);
+  CHECK(against_f32(g.rv, f.rv) <= tol32);
+  if (other_device) {
+    CHECK(rel_err(g.rm, c->rm) <= tol);
+    CHECK(rel_err(g.rv, c->rv) <= tol);
+  }
+  MESSAGE(std::string(dtype_name(dt)), " autocast on ", dev.str(), " vs f32: worst relative error ", worst, " = ", worst / u, " u");
 }
 }  // namespace
 
@@ -268,11 +293,8 @@ TEST_CASE("autocast net on the CPU: conv/linear in f16 and bf16 stay close to f3
   for (DType dt : {DType::f16, DType::bf16}) check_autocast_net(kCPU, dt);
 }
 
-TEST_CASE("autocast net on CUDA matches the CPU's autocast (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: the GPU autocast comparison is skipped here");
-    return;
-  }
+TEST_CASE("autocast net on CUDA matches the CPU's autocast" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   for (DType dt : {DType::f16, DType::bf16}) check_autocast_net(Device::cuda(0), dt);
 }
 

@@ -276,11 +276,8 @@ TEST_CASE("safetensors: writes are atomic and leave no temporary file") {
   CHECK(dir.entries() == std::vector<std::string>{"ckpt.safetensors", "side.json"});
 }
 
-TEST_CASE("safetensors: plain Python (json + struct) reads our file") {
-  if (std::system("python3 -c 'import json, struct' >/dev/null 2>&1") != 0) {
-    MESSAGE("python3 not available: skipped");
-    return;
-  }
+TEST_CASE("safetensors: plain Python (json + struct) reads our file" * doctest::test_suite("python")) {
+  RG_SKIP_IF(std::system("python3 -c 'import json, struct' >/dev/null 2>&1") != 0 ? "python3 not available" : "");
   TempDir dir;
   Sequential model;
   model.push_back(std::make_shared<Linear>(3, 2));

@@ -741,9 +741,26 @@ TEST_CASE("autocast: linear runs in the autocast dtype, losses in f32, weight gr
   CHECK(loss.dtype() == DType::f32);
   CHECK(mse.dtype() == DType::f32);
   CHECK(bce.dtype() == DType::f32);
-  // the same numbers as an f32 computation on bf16-rounded operands, within bf16 tolerance
-  Tensor y32 = F::linear(x, fc.weight(), fc.bias());
-  RG_CHECK_CLOSE(y.to(DType::f32), y32, (test::Tol{3e-2, 2e-2}));
+  // The reference the comment of old described, built: the linear in f64 on bf16-rounded operands.
+  // Autocast's linear is matmul (f32 accumulation, rounded to bf16) then + bias in bf16, so the
+  // reference rounds where it does: bf16(bf16(x w^T) + bf16(b)). What is left is the f32
+  // accumulation of 8 exact bf16 products (~1e-7 relative), which moves a result across a bf16
+  // rounding boundary almost never; the tolerance, half a bf16 ulp (2^-8 relative), fails any
+  // result one ulp (2^-7 .. 2^-8 relative) away. An operand left unrounded (2^-9 relative per
+  // product) or rounded to f16 instead puts a good share of the 20 outputs one ulp away.
+  auto rounded = [](const Tensor& t) { return native::to(native::to(t, kCPU, DType::bf16), kCPU, DType::f64); };
+  auto reference = [&](const Tensor& in, const Tensor& w, const Tensor& b) {
+    const Tensor prod = rounded(F::linear(rounded(in), rounded(w), Tensor()));
+    return native::to(add(prod, rounded(b)), kCPU, DType::bf16);
+  };
+  RG_CHECK_CLOSE(y, reference(x, fc.weight(), fc.bias()), (test::Tol{0.0, std::ldexp(1.0, -8)}));
+  {  // the same on 384 outputs of 32 products each
+    const Tensor xb = values({16, 32}, -1, 1, 132), wb = values({24, 32}, -0.3, 0.3, 133), bb = values({24}, -1, 1, 134);
+    amp::AutocastGuard guard(DType::bf16);
+    const Tensor yb = F::linear(xb, wb, bb);
+    CHECK(yb.dtype() == DType::bf16);
+    RG_CHECK_CLOSE(yb, reference(xb, wb, bb), (test::Tol{0.0, std::ldexp(1.0, -8)}));
+  }
   loss.backward();
   CHECK(fc.weight().grad().dtype() == DType::f32);
   CHECK(fc.bias().grad().dtype() == DType::f32);

@@ -480,11 +480,8 @@ TEST_CASE("fused optimizer kernels refuse bad lists") {
   CHECK_VALUES(vals(base), (std::vector<double>{0.5, 1.5, 2.5, 3.5, 4.5, 5.5}), 0.0);
 }
 
-TEST_CASE("optimizers and clip_grad_norm_ on CUDA match the CPU (runs when a device is present)") {
-  if (cuda::device_count() == 0) {
-    MESSAGE("no CUDA device: skipped here (tests/kernels/test_optim_gpu.cpp covers the kernels)");
-    return;
-  }
+TEST_CASE("optimizers and clip_grad_norm_ on CUDA match the CPU" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
   const Device gpu = Device::cuda(0);
   for (int which = 0; which < 3; ++which) {
     CAPTURE(which);
