@@ -161,7 +161,8 @@ std::vector<double> map_vals(const std::vector<double>& v, const std::function<d
 
 TEST_CASE("every unary row has a reference and cases here, and its flags match the references") {
   for (UnaryOp op : kAllUnaryOps) {
-    CAPTURE(unary_op_name(op));
+    const std::string op_name = unary_op_name(op);
+    CAPTURE(op_name);
     CHECK_MESSAGE(has_case(float_cases(), op), "no float case for this row");
     CHECK_MESSAGE(has_case(int_cases(), op) == unary_op_keeps_integer(op), "integer cases and kKeepsInt disagree");
     CHECK_MESSAGE(std::isfinite(ref_fwd(op, 0.75, 2, 3)), "no reference value");
@@ -191,8 +192,10 @@ TEST_CASE("unary ops match their definitions in every float dtype and odd shape"
         const auto xv = x.to_vector<double>();
         const Tensor y = native::unary(c.op, x, c.a, c.b);
         CHECK(y.dtype() == (unary_op_bool_out(c.op) ? DType::b8 : dt));
-        CAPTURE(unary_op_name(c.op));
-        CAPTURE(dtype_name(dt));
+        const std::string op_name = unary_op_name(c.op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         RG_CHECK_CLOSE(y, ref(map_vals(xv, [&](double v) { return ref_fwd(c.op, v, c.a, c.b); }), s), test::tol_for(dt));
       }
     }
@@ -202,7 +205,8 @@ TEST_CASE("unary ops match their definitions in every float dtype and odd shape"
 TEST_CASE("unary ops on transposed inputs and in place on strided views") {
   for (const UCase& c : float_cases()) {
     for (DType dt : {DType::f32, DType::bf16}) {
-      CAPTURE(unary_op_name(c.op));
+      const std::string op_name = unary_op_name(c.op);
+      CAPTURE(op_name);
       const Tensor base = test::uniform({33, 65}, c.lo, c.hi, dt, 5);
       const Tensor xt = native::transpose(base, 0, 1);  // (65, 33), strides (1, 65)
       const auto xv = xt.to_vector<double>();
@@ -272,8 +276,10 @@ TEST_CASE("unary special values: NaN, infinities, ties, saturation") {
 TEST_CASE("unary integer forms match their definitions in every integer dtype") {
   for (const ICase& c : int_cases()) {
     for (DType dt : {DType::i32, DType::i64, DType::u8, DType::b8}) {
-      CAPTURE(unary_op_name(c.op));
-      CAPTURE(dtype_name(dt));
+      const std::string op_name = unary_op_name(c.op);
+      CAPTURE(op_name);
+      const std::string dt_name = dtype_name(dt);
+      CAPTURE(dt_name);
       CAPTURE(c.a);
       const double lo = dt == DType::i32 || dt == DType::i64 ? -20 : 0;
       const double hi = dt == DType::b8 ? 2 : (dt == DType::u8 ? 256 : 21);
@@ -297,7 +303,8 @@ TEST_CASE("unary integer forms match their definitions in every integer dtype") 
 TEST_CASE("unary ops on integer dtypes keep the dtype") {
   const std::vector<int64_t> v = {-7, -2, -1, 0, 1, 3, 100};
   for (DType dt : {DType::i32, DType::i64}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     const Tensor x = from_vector<int64_t>(v, {7}, dt);
     auto run = [&](UnaryOp op, double a = 0, double b = 0) {
       const Tensor y = native::unary(op, x, a, b);
@@ -347,8 +354,10 @@ TEST_CASE("unary_bwd matches the hand-derived gradients in every float dtype") {
     const bool uses_y = native::unary_bwd_uses_output(c.op);
     for (DType dt : test::float_dtypes()) {
       for (const Shape& s : {Shape{7}, Shape{1023}, Shape{3, 5, 7}}) {
-        CAPTURE(unary_op_name(c.op));
-        CAPTURE(dtype_name(dt));
+        const std::string op_name = unary_op_name(c.op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         const Tensor x = test::uniform(s, c.lo, c.hi, dt, 23);
         const Tensor g = test::uniform(s, -1, 1, dt, 29);
         const auto xv = x.to_vector<double>(), gv = g.to_vector<double>();
@@ -427,7 +436,8 @@ std::pair<Tensor, Tensor> operands(const Shape& s, DType dt, uint64_t seed) {
 
 TEST_CASE("every binary row has a reference here") {  // the sweeps below iterate kAllBinaryOps
   for (BinaryOp op : kAllBinaryOps) {
-    CAPTURE(binary_op_name(op));
+    const std::string op_name = binary_op_name(op);
+    CAPTURE(op_name);
     CHECK_MESSAGE(std::isfinite(ref_bin(op, 1.5, 0.5, 2, 3)), "no reference value");
   }
 }
@@ -436,8 +446,10 @@ TEST_CASE("binary float ops match their definitions in every float dtype") {
   for (BinaryOp op : kAllBinaryOps) {
     for (DType dt : test::float_dtypes()) {
       for (const Shape& s : test::odd_shapes()) {
-        CAPTURE(binary_op_name(op));
-        CAPTURE(dtype_name(dt));
+        const std::string op_name = binary_op_name(op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         auto [a, b] = operands(s, dt, 40);
         if (op == BinaryOp::Div) b = native::unary(UnaryOp::Affine, native::unary(UnaryOp::Abs, b), 1, 0.25);
         const double al = op == BinaryOp::Axpby ? 0.5 : (op == BinaryOp::Add || op == BinaryOp::Sub ? 2.5 : 1);
@@ -463,8 +475,10 @@ TEST_CASE("binary integer and bool ops in int64 arithmetic") {
       // div and atan2 promote to float in native::binary (checked below), and pow's random
       // exponents would overflow: their integer kernels are checked by hand below
       if (!binary_op_keeps_integer(op) || op == BinaryOp::Pow) continue;
-      CAPTURE(binary_op_name(op));
-      CAPTURE(dtype_name(dt));
+      const std::string op_name = binary_op_name(op);
+      CAPTURE(op_name);
+      const std::string dt_name = dtype_name(dt);
+      CAPTURE(dt_name);
       auto [a, b] = operands({3, 37}, dt, 50);
       const double al = op == BinaryOp::Axpby ? 3 : (dt == DType::b8 ? 1 : 2);
       const double be = op == BinaryOp::Axpby ? -1 : 1;
@@ -641,7 +655,8 @@ TEST_CASE("where picks per element with broadcasting, promotion and every dtype"
   const Tensor cond = native::binary(BinaryOp::Gt, test::uniform({3, 1, 5}, -1, 1, DType::f32, 71), zeros({}));
   const auto cv = cond.to_vector<double>();
   for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     const Tensor a = native::to(test::uniform({4, 5}, 0, 2, DType::f64, 72), kCPU, dt);
     const Tensor b = native::to(test::uniform({3, 4, 1}, 0, 2, DType::f64, 73), kCPU, dt);
     const auto av = a.to_vector<double>(), bv = b.to_vector<double>();
