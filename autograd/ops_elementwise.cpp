@@ -192,6 +192,7 @@ Tensor log1p(const Tensor& x) { return unary_op(UnaryOp::Log1p, x); }
 Tensor expm1(const Tensor& x) { return unary_op(UnaryOp::Expm1, x); }
 Tensor hardswish(const Tensor& x) { return unary_op(UnaryOp::Hardswish, x); }
 Tensor mish(const Tensor& x) { return unary_op(UnaryOp::Mish, x); }
+Tensor hardsigmoid(const Tensor& x) { return unary_op(UnaryOp::Hardsigmoid, x); }
 Tensor sign(const Tensor& x) { return nondiff_unary(UnaryOp::Sign, x); }
 Tensor floor(const Tensor& x) { return nondiff_unary(UnaryOp::Floor, x); }
 Tensor round(const Tensor& x) { return nondiff_unary(UnaryOp::Round, x); }

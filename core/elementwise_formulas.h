@@ -305,6 +305,14 @@ RG_UNARY_FORMULA(Mish) {  // x * tanh(softplus(x))
   }
 };
 
+RG_UNARY_FORMULA(Hardsigmoid) {  // relu6(x + 3) / 6; PyTorch's gradient is 0 at the kinks
+  RG_FORMULA C fwd(C x, C, C) {
+    const C r = x + C(3);
+    return (r < C(0) ? C(0) : (r > C(6) ? C(6) : r)) / C(6);
+  }
+  RG_FORMULA C bwd(C g, C x, C, C) { return x > C(-3) && x < C(3) ? g / C(6) : C(0); }
+};
+
 // ---- binary formulas: one specialisation per row of RG_BINARY_OPS
 template <BinaryOp OP>
 struct BinaryFormula;

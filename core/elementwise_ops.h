@@ -50,7 +50,8 @@
   _(IsFinite, "isfinite", kKeepsInt | kBoolOut)                                            \
   _(Gelu, "gelu", kGradX)                       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */   \
   _(Hardswish, "hardswish", kGradX)                                                        \
-  _(Mish, "mish", kGradX)
+  _(Mish, "mish", kGradX)                                                                  \
+  _(Hardsigmoid, "hardsigmoid", kGradX)         /* relu6(x + 3) / 6 */
 
 // Binary ops on same-shaped (already broadcast) operands.
 #define RG_BINARY_OPS(_)                                                  \

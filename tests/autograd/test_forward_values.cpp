@@ -163,7 +163,7 @@ TEST_CASE("forward: a few elementwise values, by formula") {
   CHECK_VALUES(vals(pow(t64({2, 9}, {2}), t64({3, 0.5}, {2}))), (std::vector<double>{8, 3}), 1e-14);
 }
 
-TEST_CASE("forward: log1p, expm1, round, hardswish, mish") {
+TEST_CASE("forward: log1p, expm1, round, hardswish, hardsigmoid, mish") {
   const std::vector<double> xs = {-2, -0.5, 0, 1, 3};
   Tensor x = t64(xs, {5});
   std::vector<double> e;
@@ -181,6 +181,9 @@ TEST_CASE("forward: log1p, expm1, round, hardswish, mish") {
   // hardswish x * min(max(x + 3, 0), 6) / 6, by hand: 0 below -3, x above 3
   CHECK_VALUES(vals(hardswish(t64({-4, -3, -1.5, 0, 1, 3, 4}, {7}))),
                (std::vector<double>{0, 0, -0.375, 0, 2.0 / 3, 3, 4}), 1e-15);
+  // hardsigmoid min(max(x + 3, 0), 6) / 6, by hand
+  CHECK_VALUES(vals(hardsigmoid(t64({-4, -3, -1.5, 0, 1, 3, 4}, {7}))),
+               (std::vector<double>{0, 0, 0.25, 0.5, 2.0 / 3, 1, 1}), 1e-15);
   // mish x tanh(ln(1 + e^x)); values from Python's math module
   CHECK_VALUES(vals(mish(x)), (std::vector<double>{-0.2525014826957091, -0.22074377465173, 0, 0.8650983882673103,
                                                     2.9865350049679575}),

@@ -59,6 +59,8 @@ TEST_CASE("gradcheck: unary ops") {
       // hardswish: the quadratic middle, and beyond the kinks at +-3 (0 below, x above)
       {"hardswish", [](const Tensor& x) { return hardswish(x); }, 0.0, 2.9, true},
       {"hardswish outside", [](const Tensor& x) { return hardswish(x); }, 3.1, 5.0, true},
+      {"hardsigmoid", [](const Tensor& x) { return hardsigmoid(x); }, 0.0, 2.9, true},
+      {"hardsigmoid outside", [](const Tensor& x) { return hardsigmoid(x); }, 3.1, 5.0, true},
       // zero-gradient ops: numerically flat away from their jumps
       {"sign", [](const Tensor& x) { return sign(x); }, 0.1, 2.0, true},
   };

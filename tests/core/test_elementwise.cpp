@@ -58,6 +58,7 @@ double ref_fwd(UnaryOp op, double x, double a, double b) {
     case UnaryOp::Gelu: return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
     case UnaryOp::Hardswish: return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
     case UnaryOp::Mish: return x * std::tanh(softplus(x));
+    case UnaryOp::Hardsigmoid: return std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
   }
   return NAN;
 }
@@ -92,6 +93,7 @@ double ref_grad(UnaryOp op, double x, double a, double b) {
       const double t = std::tanh(softplus(x));
       return t + x * (1 - t * t) * sig(x);
     }
+    case UnaryOp::Hardsigmoid: return x > -3 && x < 3 ? 1.0 / 6.0 : 0;
     default: return NAN;
   }
 }
@@ -114,7 +116,7 @@ std::vector<UCase> float_cases() {
       {UnaryOp::Square, -4, 4, 0, 0},     {UnaryOp::Softplus, -4, 4, 0, 0},  {UnaryOp::Log1p, -0.5, 3, 0, 0},
       {UnaryOp::Expm1, -4, 4, 0, 0},      {UnaryOp::Floor, -4, 4, 0, 0},     {UnaryOp::Round, -4, 4, 0, 0},
       {UnaryOp::RDiv, 0.1, 3, 3, 0},      {UnaryOp::Gelu, -4, 4, 0, 0},      {UnaryOp::Hardswish, -5, 5, 0, 0},
-      {UnaryOp::Mish, -4, 4, 0, 0},       {UnaryOp::IsFinite, -4, 4, 0, 0},
+      {UnaryOp::Mish, -4, 4, 0, 0},       {UnaryOp::IsFinite, -4, 4, 0, 0},  {UnaryOp::Hardsigmoid, -5, 5, 0, 0},
   };
 }
 

@@ -56,7 +56,7 @@ std::vector<UnaryCase> unary_cases() {
       {UnaryOp::Floor, 0, 0, -4, 4},       {UnaryOp::Round, 0, 0, -4, 4},
       {UnaryOp::RDiv, 2, 0, 0.5, 3},       {UnaryOp::IsFinite, 0, 0, -4, 4},
       {UnaryOp::Gelu, 0, 0, -4, 4},        {UnaryOp::Hardswish, 0, 0, -5, 5},
-      {UnaryOp::Mish, 0, 0, -25, 25},
+      {UnaryOp::Mish, 0, 0, -25, 25},      {UnaryOp::Hardsigmoid, 0, 0, -5, 5},
   };
 }
 
