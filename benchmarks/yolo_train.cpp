@@ -4,7 +4,7 @@
 // counts 3x); the CPU peak is an Eigen f32 GEMM measured in the same run, the GPU peak the device's spec.
 // Then where a CPU training step goes by layer type (each layer's ops timed alone, forward + backward).
 // Usage: bench_yolo_train [--cpu-only] [--gpu-only] [--models yolov3,yolov3-tiny] [--size 416]
-//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--no-breakdown]
+//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--no-breakdown | --breakdown-only]
 // GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 intrinsics (as for core/cpu/gemm.cpp).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -172,8 +172,17 @@ struct Cost {
   double ms = 0, gflop = 0;
 };
 
-double time_fwd_bwd(const std::function<Tensor()>& f, int reps) {
-  return bench::time_cpu_ms([&] { f().backward(); }, 1, reps);
+// Median ms of f() forward + backward with a given output gradient (contiguous, as a real backward's),
+// the leaves' and the module's gradients cleared before each run so that nothing accumulates.
+double time_fwd_bwd(const std::vector<Tensor>& leaves, nn::Module* module, const std::function<Tensor()>& f,
+                    const Tensor& gy, int reps) {
+  return bench::time_cpu_ms(
+      [&] {
+        for (Tensor l : leaves) l.set_grad(Tensor());
+        if (module) module->zero_grad(true);
+        f().backward(gy);
+      },
+      1, reps);
 }
 
 void breakdown(const std::string& name, int64_t batch, int64_t size, int reps, double step_ms) {
@@ -181,49 +190,50 @@ void breakdown(const std::string& name, int64_t batch, int64_t size, int reps, d
   m->train();
   std::map<std::string, Cost> cost;
   const auto table = m->layer_table(size, size);
-  auto input = [&](const std::array<int64_t, 3>& s) {
-    return randn({batch, s[0], s[1], s[2]}).set_requires_grad(true);
-  };
-  auto scalar = [](const Tensor& y) { return y.sum(); };
+  auto shape = [&](const std::array<int64_t, 3>& s) { return Shape{batch, s[0], s[1], s[2]}; };
+  auto leaf = [&](const std::array<int64_t, 3>& s) { return randn(shape(s)).set_requires_grad(true); };
+  const char* kGlue = "upsample, route, shortcut";
   for (const auto& r : table) {
     const auto layer = m->layer(r.index);
     const models::DarknetLayer& l = m->cfg().layers[static_cast<size_t>(r.index)];
+    const Tensor gy = randn(shape(r.out));
     switch (l.type) {
       case models::DarknetLayerType::Convolutional: {
-        const Tensor x = input(r.in), y = input(r.out);
+        const Tensor x = leaf(r.in), y = leaf(r.out);
         auto conv = layer->child("Conv2d");
         Cost& c = cost[l.size == 1 ? "conv 1x1" : "conv 3x3+"];
-        c.ms += time_fwd_bwd([&] { return scalar(conv->forward(x)); }, reps);
+        c.ms += time_fwd_bwd({x}, conv.get(), [&] { return conv->forward(x); }, gy, reps);
         c.gflop += 3 * r.bflops * static_cast<double>(batch);
         if (l.batch_normalize) {
           auto bn = layer->child("BatchNorm2d");
-          cost["batch norm"].ms += time_fwd_bwd([&] { return scalar(bn->forward(y)); }, reps);
+          cost["batch norm"].ms += time_fwd_bwd({y}, bn.get(), [&] { return bn->forward(y); }, gy, reps);
         }
         if (l.activation != models::DarknetActivation::Linear) {
-          cost["activation"].ms += time_fwd_bwd([&] { return scalar(models::darknet_activation(y, l.activation)); }, reps);
+          cost["activation"].ms +=
+              time_fwd_bwd({y}, nullptr, [&] { return models::darknet_activation(y, l.activation); }, gy, reps);
         }
         break;
       }
       case models::DarknetLayerType::MaxPool: {
-        const Tensor x = input(r.in);
-        cost["maxpool"].ms += time_fwd_bwd([&] { return scalar(layer->forward(x)); }, reps);
+        const Tensor x = leaf(r.in);
+        cost["maxpool"].ms += time_fwd_bwd({x}, nullptr, [&] { return layer->forward(x); }, gy, reps);
         break;
       }
       case models::DarknetLayerType::Upsample: {
-        const Tensor x = input(r.in);
-        cost["upsample, route, shortcut"].ms += time_fwd_bwd([&] { return scalar(layer->forward(x)); }, reps);
+        const Tensor x = leaf(r.in);
+        cost[kGlue].ms += time_fwd_bwd({x}, nullptr, [&] { return layer->forward(x); }, gy, reps);
         break;
       }
       case models::DarknetLayerType::Route: {
         if (l.inputs.size() < 2) break;  // a single route is a reference, no work
         std::vector<Tensor> parts;
-        for (int64_t ref : l.inputs) parts.push_back(input(table[static_cast<size_t>(ref)].out));
-        cost["upsample, route, shortcut"].ms += time_fwd_bwd([&] { return scalar(cat(parts, 1)); }, reps);
+        for (int64_t ref : l.inputs) parts.push_back(leaf(table[static_cast<size_t>(ref)].out));
+        cost[kGlue].ms += time_fwd_bwd(parts, nullptr, [&] { return cat(parts, 1); }, gy, reps);
         break;
       }
       case models::DarknetLayerType::Shortcut: {
-        const Tensor a = input(r.in), b = input(r.in);
-        cost["upsample, route, shortcut"].ms += time_fwd_bwd([&] { return scalar(add(a, b)); }, reps);
+        const Tensor a = leaf(r.in), b = leaf(r.in);
+        cost[kGlue].ms += time_fwd_bwd({a, b}, nullptr, [&] { return add(a, b); }, gy, reps);
         break;
       }
       case models::DarknetLayerType::Yolo: break;
@@ -231,17 +241,18 @@ void breakdown(const std::string& name, int64_t batch, int64_t size, int reps, d
   }
   double total = 0;
   for (const auto& [k, c] : cost) total += c.ms;
-  std::printf("\n%s-%lld training step by layer type (CPU f32, batch %lld; each layer's op alone, forward + "
-              "backward, median of %d):\n", name.c_str(), static_cast<long long>(size), static_cast<long long>(batch),
-              reps);
+  std::printf("\n%s-%lld training step by layer type (CPU f32, batch %lld; each layer's op alone on its shapes, "
+              "forward + backward, median of %d):\n", name.c_str(), static_cast<long long>(size),
+              static_cast<long long>(batch), reps);
   std::printf("  %-26s %9s %7s %10s\n", "layer type", "ms/step", "share", "GFLOP/s");
   for (const auto& [k, c] : cost) {
     std::printf("  %-26s %9.1f %6.1f%%", k.c_str(), c.ms, 100 * c.ms / total);
     if (c.gflop > 0) std::printf(" %10.1f", c.gflop / (c.ms * 1e-3));
     std::printf("\n");
   }
-  std::printf("  %-26s %9.1f   (measured step: %.1f ms; the rest is the optimizer, the loss and the glue)\n",
-              "sum of the ops", total, step_ms);
+  std::printf("  %-26s %9.1f", "sum of the ops", total);
+  if (step_ms > 0) std::printf("   (measured step: %.1f ms, which also holds the optimizer, the loss and the glue)", step_ms);
+  std::printf("\n");
 }
 
 const char* opt_value(int argc, char** argv, const char* name) {
@@ -297,6 +308,7 @@ int main(int argc, char** argv) {
                 "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
     std::map<std::string, double> f32_step_ms;
     for (const auto& n : names) {
+      if (has(argc, argv, "--breakdown-only")) break;
       for (const bool amp : {false, true}) {
         Mode m;
         m.model = n;
@@ -316,7 +328,7 @@ int main(int argc, char** argv) {
       }
     }
     if (!has(argc, argv, "--no-breakdown")) {
-      for (const auto& n : names) breakdown(n, int_opt(argc, argv, "--cpu-batch", 2), size, 2, f32_step_ms[n]);
+      for (const auto& n : names) breakdown(n, int_opt(argc, argv, "--cpu-batch", 2), size, 3, f32_step_ms[n]);
     }
   }
   if (gpu) {
