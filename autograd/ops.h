@@ -31,8 +31,13 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor clamp(const Tensor& x, double lo, double hi);
 Tensor clamp_min(const Tensor& x, double lo);
 Tensor clamp_max(const Tensor& x, double hi);
+Tensor log1p(const Tensor& x);
+Tensor expm1(const Tensor& x);
+Tensor hardswish(const Tensor& x);  // x * relu6(x + 3) / 6
+Tensor mish(const Tensor& x);       // x * tanh(softplus(x))
 Tensor sign(const Tensor& x);   // not differentiable (zero gradient)
 Tensor floor(const Tensor& x);  // zero gradient
+Tensor round(const Tensor& x);  // half to even; zero gradient
 Tensor isfinite(const Tensor& x);
 
 // ---- elementwise binary, broadcasting (autograd/ops_elementwise.cpp)

@@ -19,7 +19,7 @@ namespace {
 struct UnaryBackward : Node {
   UnaryOp op;
   double alpha, beta;
-  SavedVariable xy;  // input or output, per native::unary_bwd_uses_output
+  SavedVariable xy;  // input, or output for the rows with kGradY (native::unary_bwd_uses_output)
   UnaryBackward(UnaryOp o, double a, double b) : op(o), alpha(a), beta(b) {}
   std::string name() const override { return std::string(unary_op_name(op)) + "Backward"; }
   TensorList apply(TensorList&& g) override { return {native::unary_bwd(op, g[0], xy.unpack(this), alpha, beta)}; }
@@ -27,6 +27,7 @@ struct UnaryBackward : Node {
 };
 
 Tensor unary_op(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0) {
+  RG_CHECK(unary_op_has_grad(op), unary_op_name(op), " has no gradient formula");
   Tensor out = native::unary(op, x, alpha, beta);
   if (auto n = record<UnaryBackward>({&x}, op, alpha, beta)) {
     n->xy = SavedVariable(native::unary_bwd_uses_output(op) ? out : x);
@@ -36,7 +37,10 @@ Tensor unary_op(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0
 }
 
 // Ops whose gradient is zero almost everywhere: the result never requires grad.
-Tensor nondiff_unary(UnaryOp op, const Tensor& x) { return native::unary(op, x); }
+Tensor nondiff_unary(UnaryOp op, const Tensor& x) {
+  RG_CHECK(!unary_op_has_grad(op), unary_op_name(op), " has a gradient: record it");
+  return native::unary(op, x);
+}
 
 // ---- binary
 struct BinaryBackward : Node {
@@ -184,8 +188,13 @@ Tensor pow(const Tensor& x, double e) { return unary_op(UnaryOp::Pow, x, e); }
 Tensor clamp(const Tensor& x, double lo, double hi) { return unary_op(UnaryOp::Clamp, x, lo, hi); }
 Tensor clamp_min(const Tensor& x, double lo) { return clamp(x, lo, HUGE_VAL); }
 Tensor clamp_max(const Tensor& x, double hi) { return clamp(x, -HUGE_VAL, hi); }
+Tensor log1p(const Tensor& x) { return unary_op(UnaryOp::Log1p, x); }
+Tensor expm1(const Tensor& x) { return unary_op(UnaryOp::Expm1, x); }
+Tensor hardswish(const Tensor& x) { return unary_op(UnaryOp::Hardswish, x); }
+Tensor mish(const Tensor& x) { return unary_op(UnaryOp::Mish, x); }
 Tensor sign(const Tensor& x) { return nondiff_unary(UnaryOp::Sign, x); }
 Tensor floor(const Tensor& x) { return nondiff_unary(UnaryOp::Floor, x); }
+Tensor round(const Tensor& x) { return nondiff_unary(UnaryOp::Round, x); }
 Tensor isfinite(const Tensor& x) { return nondiff_unary(UnaryOp::IsFinite, x); }
 
 Tensor add(const Tensor& a, const Tensor& b, double alpha) { return binary_op(BinaryOp::Add, a, b, alpha); }

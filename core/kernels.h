@@ -7,42 +7,12 @@
 #include <vector>
 
 #include "core/cuda_api.h"
+#include "core/elementwise_ops.h"
 #include "core/tensor.h"
 
 namespace rg {
 
-// Elementwise unary ops; alpha/beta are the op's scalar parameters where it has them.
-enum class UnaryOp : uint8_t {
-  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Sigmoid, Tanh, Relu,
-  LeakyRelu,   // alpha = negative slope
-  Silu,
-  Pow,         // x ^ alpha
-  Clamp,       // min(max(x, alpha), beta); +-inf disables a side
-  Affine,      // alpha * x + beta  (scalar add, scalar mul, rsub)
-  Reciprocal, Sign, Square, Softplus, Log1p, Expm1, Floor, Round,
-  RDiv,        // alpha / x
-  IsFinite,    // 1 where finite (float dtypes in, any out)
-  Gelu,        // tanh approximation off: 0.5 x (1 + erf(x / sqrt 2))
-  Hardswish, Mish,
-};
-const char* unary_op_name(UnaryOp op);
-
-// Binary ops on same-shaped (already broadcast) operands.
-enum class BinaryOp : uint8_t {
-  Add,       // a + alpha * b
-  Sub,       // a - alpha * b
-  Mul, Div, Maximum, Minimum,
-  Pow,       // a ^ b
-  Axpby,     // alpha * a + beta * b (the fused scale+add)
-  Eq, Ne, Lt, Le, Gt, Ge,           // output bool
-  LogicalAnd, LogicalOr,            // output bool
-  Atan2,
-};
-const char* binary_op_name(BinaryOp op);
-inline bool binary_op_is_comparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::LogicalOr; }
-
-enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Argmax, Argmin, Var, Prod, AbsMax };
-const char* reduce_op_name(ReduceOp op);
+// UnaryOp, BinaryOp, ReduceOp, their names and flags: one row per op in core/elementwise_ops.h.
 
 // Convolution and pooling geometry (NCHW). Output size per dim:
 // (in + 2 pad - dilation (k - 1) - 1) / stride + 1, rounded up instead of down for ceil_mode pools.

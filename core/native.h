@@ -67,11 +67,11 @@ void fill_(const Tensor& t, double value);
 // ---- elementwise (core/native_elementwise.cpp)
 Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);
 void unary_(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);  // in place
-// Gradient of a unary op from gy and the saved input (or output, see unary_bwd_uses_output).
-// Every UnaryOp except Sign, Floor, Round, IsFinite has one.
+// Gradient of a unary op from gy and the saved input, or output where unary_bwd_uses_output; the
+// ops whose row has kGradX or kGradY (core/elementwise_ops.h) have one.
 Tensor unary_bwd(UnaryOp op, const Tensor& gy, const Tensor& xy, double alpha = 0.0, double beta = 0.0);
-// Relu, Sigmoid, Tanh, Exp, Sqrt, Rsqrt, Reciprocal, Expm1 take the output y; the others the input x.
-bool unary_bwd_uses_output(UnaryOp op);
+// The rows with kGradY (Relu, Sigmoid, Tanh, Exp, ...) take the output y; the others the input x.
+constexpr bool unary_bwd_uses_output(UnaryOp op) { return unary_op_grad_uses_output(op); }
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, double alpha = 1.0, double beta = 1.0);
 void binary_(BinaryOp op, const Tensor& self, const Tensor& other, double alpha = 1.0, double beta = 1.0);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);

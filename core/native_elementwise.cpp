@@ -34,24 +34,14 @@ Device common_device(const Tensor& a, const Tensor& b) {
            " and ", b.device().str(), "!");
 }
 
-bool keeps_integer(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Neg: case UnaryOp::Abs: case UnaryOp::Relu: case UnaryOp::Clamp: case UnaryOp::Sign:
-    case UnaryOp::Square: case UnaryOp::Floor: case UnaryOp::Round: case UnaryOp::Affine: case UnaryOp::IsFinite:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
   OpScope scope(unary_op_name(op), {&x});
   RG_CHECK(x.defined(), "undefined input");
-  const DType in_t = is_floating(x.dtype()) || keeps_integer(op) ? x.dtype() : DType::f32;
+  const DType in_t = is_floating(x.dtype()) || unary_op_keeps_integer(op) ? x.dtype() : DType::f32;
   const Tensor xi = to(x, x.device(), in_t);
-  const DType out_t = op == UnaryOp::IsFinite ? DType::b8 : in_t;
+  const DType out_t = unary_op_bool_out(op) ? DType::b8 : in_t;
   Tensor out = empty(x.sizes(), TensorOptions(out_t).device(x.device()));
   if (x.numel()) RG_CALL_KERNEL(unary, x.device(), out, xi, op, alpha, beta);
   return out;
@@ -59,21 +49,11 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
 
 void unary_(UnaryOp op, const Tensor& x, double alpha, double beta) {
   OpScope scope(unary_op_name(op), {&x});
-  RG_CHECK(op != UnaryOp::IsFinite, "isfinite has no in-place form");
-  RG_CHECK(is_floating(x.dtype()) || keeps_integer(op), unary_op_name(op), "_: result type Float can't be cast to ",
+  RG_CHECK(!unary_op_bool_out(op), unary_op_name(op), " has no in-place form");
+  RG_CHECK(is_floating(x.dtype()) || unary_op_keeps_integer(op), unary_op_name(op), "_: result type Float can't be cast to ",
            "the desired output type ", dtype_name(x.dtype()));
   if (x.numel()) RG_CALL_KERNEL(unary, x.device(), x, x, op, alpha, beta);
   x.bump_version();
-}
-
-bool unary_bwd_uses_output(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Relu: case UnaryOp::Sigmoid: case UnaryOp::Tanh: case UnaryOp::Exp: case UnaryOp::Sqrt:
-    case UnaryOp::Rsqrt: case UnaryOp::Reciprocal: case UnaryOp::Expm1:
-      return true;
-    default:
-      return false;
-  }
 }
 
 Tensor unary_bwd(UnaryOp op, const Tensor& gy, const Tensor& xy, double alpha, double beta) {
@@ -89,11 +69,11 @@ Tensor unary_bwd(UnaryOp op, const Tensor& gy, const Tensor& xy, double alpha, d
 
 namespace {
 
-// The dtype a binary op computes in: the promoted type, except that true division and atan2 of
-// integers give f32 (int ** int stays int).
+// The dtype a binary op computes in: the promoted type, except that the ops without kKeepsInt
+// (true division, atan2) give f32 for integers (int ** int stays int).
 DType binary_compute_type(BinaryOp op, const Tensor& a, const Tensor& b) {
   const DType t = result_type(a, b);
-  return (op == BinaryOp::Div || op == BinaryOp::Atan2) && !is_floating(t) ? DType::f32 : t;
+  return !binary_op_keeps_integer(op) && !is_floating(t) ? DType::f32 : t;
 }
 
 // add/sub's alpha on integer tensors must be integral, as in PyTorch.

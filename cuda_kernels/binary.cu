@@ -1,8 +1,10 @@
-// CUDA binary ops (every BinaryOp, all dtypes; comparisons write bool) and where: the twins of
-// core/cpu/binary.cpp. A flat 16-byte path templated on the op for f32/f16/bf16; a strided path
-// (broadcast operands have stride 0) that switches on the op at run time.
+// CUDA binary ops (every row of RG_BINARY_OPS, all dtypes; comparisons write bool) and where,
+// running the formulas of core/elementwise_formulas.h that core/cpu/binary.cpp runs too. A flat
+// 16-byte path templated on the op for f32/f16/bf16; a strided path (broadcast operands have
+// stride 0) that switches on the op at run time.
 #include <cmath>
 
+#include "core/elementwise_formulas.h"
 #include "core/native.h"
 #include "cuda_kernels/common.cuh"
 
@@ -12,106 +14,25 @@ using namespace cu;
 
 // ---- kernels
 
-static constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::LogicalOr; }
-
-// Arithmetic ops in C = float (f16/bf16/f32) or double (f64). Products and sums are rounded
-// one by one (no fused multiply-add), as on the CPU.
-template <typename C>
-static __device__ __forceinline__ C binary_value(BinaryOp op, C a, C b, C alpha, C beta) {
-  switch (op) {
-    case BinaryOp::Add: return dm::add_rn(a, dm::mul_rn(alpha, b));
-    case BinaryOp::Sub: return dm::add_rn(a, -dm::mul_rn(alpha, b));
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-    case BinaryOp::Maximum: return (a > b || a != a) ? a : b;  // NaN in either operand gives NaN
-    case BinaryOp::Minimum: return (a < b || a != a) ? a : b;
-    case BinaryOp::Pow: return dm::pow(a, b);
-    case BinaryOp::Axpby: return dm::add_rn(dm::mul_rn(alpha, a), dm::mul_rn(beta, b));
-    case BinaryOp::Atan2: return dm::atan2(a, b);
-    default: return C(0);  // comparisons: compare_value
-  }
-}
-
-// The scalars of an integer op, prepared on the host as the CPU kernel does: whole ones apply in
-// wrapping int64 arithmetic, fractional ones make the op run in double (then truncate).
-struct IntScalars {
-  uint64_t sa = 0, sb = 0;  // Add/Sub: sa = +-alpha; Axpby: alpha, beta
-  bool exact = true;
-  double alpha = 0, beta = 0;  // Add/Sub: alpha = +-alpha
-};
-
-// a ^ b for integers by squaring; a negative exponent gives 1 / a^|b| truncated (0 unless |a| == 1).
-static __device__ __forceinline__ int64_t int_pow(int64_t a, int64_t b) {
-  if (b < 0) {
-    if (a == 1) return 1;
-    if (a == -1) return (b & 1) ? -1 : 1;
-    return 0;
-  }
-  uint64_t r = 1, base = static_cast<uint64_t>(a);
-  while (b) {
-    if (b & 1) r *= base;
-    base *= base;
-    b >>= 1;
-  }
-  return static_cast<int64_t>(r);
-}
-
-// Arithmetic on the integer dtypes and bool, in int64, cast back (wrapping) to T.
-template <typename T>
-static __device__ __forceinline__ T binary_int_element(BinaryOp op, T at, T bt, const IntScalars& p) {
-  using U = uint64_t;
-  const int64_t a = cast<int64_t>(at), b = cast<int64_t>(bt);
-  const double ad = static_cast<double>(a), bd = static_cast<double>(b);
-  switch (op) {
-    case BinaryOp::Add:
-    case BinaryOp::Sub:
-      if (p.exact) return cast<T>(static_cast<int64_t>(static_cast<U>(a) + p.sa * static_cast<U>(b)));
-      return cast<T>(__dadd_rn(ad, __dmul_rn(p.alpha, bd)));
-    case BinaryOp::Mul: return cast<T>(static_cast<int64_t>(static_cast<U>(a) * static_cast<U>(b)));
-    case BinaryOp::Div: return cast<T>(b == 0 ? int64_t{0} : static_cast<int64_t>(ad / bd));  // x / 0 gives 0
-    case BinaryOp::Maximum: return cast<T>(a > b ? a : b);
-    case BinaryOp::Minimum: return cast<T>(a < b ? a : b);
-    case BinaryOp::Pow: return cast<T>(int_pow(a, b));
-    case BinaryOp::Axpby:
-      if (p.exact) return cast<T>(static_cast<int64_t>(p.sa * static_cast<U>(a) + p.sb * static_cast<U>(b)));
-      return cast<T>(__dadd_rn(__dmul_rn(p.alpha, ad), __dmul_rn(p.beta, bd)));
-    case BinaryOp::Atan2: return cast<T>(::atan2(ad, bd));
-    default: return T(0);  // comparisons: compare_value
-  }
-}
-
-template <typename C>
-static __device__ __forceinline__ bool compare_value(BinaryOp op, C a, C b) {
-  switch (op) {
-    case BinaryOp::Eq: return a == b;
-    case BinaryOp::Ne: return a != b;
-    case BinaryOp::Lt: return a < b;
-    case BinaryOp::Le: return a <= b;
-    case BinaryOp::Gt: return a > b;
-    case BinaryOp::Ge: return a >= b;
-    case BinaryOp::LogicalAnd: return a != C(0) && b != C(0);
-    case BinaryOp::LogicalOr: return a != C(0) || b != C(0);
-    default: return false;
-  }
-}
-
-// out = a op b for one element, T in, O out (bool for comparisons), computed in acc_t<T>.
+// out = a op b for one element, T in, O out (bool for comparisons), computed in C = acc_t<T>
+// (int64 for the integer dtypes, whose arithmetic takes its scalars from ip).
 template <typename T, typename O, typename C>
-static __device__ __forceinline__ O binary_element(BinaryOp op, T a, T b, C alpha, C beta, const IntScalars& ip) {
+static __device__ __forceinline__ O binary_element(BinaryOp op, T a, T b, C alpha, C beta,
+                                                  const ew::BinaryIntScalars& ip) {
   if constexpr (std::is_same_v<O, bool>) {
-    return compare_value<C>(op, cast<C>(a), cast<C>(b));
+    return ew::binary_cmp<DeviceMath>(op, cast<C>(a), cast<C>(b));
   } else if constexpr (is_float_v<T>) {
-    return cast<O>(binary_value<C>(op, cast<C>(a), cast<C>(b), alpha, beta));
+    return cast<O>(ew::binary_fwd<DeviceMath>(op, cast<C>(a), cast<C>(b), alpha, beta));
   } else {
-    return binary_int_element<T>(op, a, b, ip);
+    return ew::binary_int<DeviceMath, O>(op, cast<int64_t>(a), cast<int64_t>(b), ip);
   }
 }
 
 // Flat path: out (n) = a (n) op b (n), every pointer aligned to its pack. f32/f16/bf16 only.
 template <BinaryOp OP, typename T>
-static __global__ void binary_fwd_kernel(std::conditional_t<is_comparison(OP), bool, T>* out, const T* a, const T* b,
-                                         int64_t n, float alpha, float beta) {
-  using O = std::conditional_t<is_comparison(OP), bool, T>;
+static __global__ void binary_fwd_kernel(std::conditional_t<binary_op_is_comparison(OP), bool, T>* out, const T* a,
+                                         const T* b, int64_t n, float alpha, float beta) {
+  using O = std::conditional_t<binary_op_is_comparison(OP), bool, T>;
   constexpr int W = pack_width<T, O>();
   grid_stride_packs<W>(
       n,
@@ -130,7 +51,7 @@ static __global__ void binary_fwd_kernel(std::conditional_t<is_comparison(OP), b
 template <typename T, typename O, typename Calc>
 static __global__ void binary_strided_fwd_kernel(O* out, const T* a, const T* b, Calc calc,
                                                  typename Calc::index_t n, BinaryOp op, double alpha, double beta,
-                                                 IntScalars ip) {
+                                                 ew::BinaryIntScalars ip) {
   using C = acc_t<T>;
   // the integer dtypes take their scalars from ip (prepared on the host)
   const C al = is_float_v<T> ? static_cast<C>(alpha) : C(0), be = is_float_v<T> ? static_cast<C>(beta) : C(0);
@@ -171,37 +92,12 @@ static __global__ void where_strided_fwd_kernel(U* out, const uint8_t* cond, con
 
 // ---- launchers
 
-#define RG_BINARY_OPS(_)                                                                                  \
-  _(Add) _(Sub) _(Mul) _(Div) _(Maximum) _(Minimum) _(Pow) _(Axpby) _(Eq) _(Ne) _(Lt) _(Le) _(Gt) _(Ge)  \
-  _(LogicalAnd) _(LogicalOr) _(Atan2)
-
 namespace {
-
-bool is_int64_valued(double v) { return v == std::floor(v) && std::fabs(v) < 9.2e18; }
-
-IntScalars int_scalars(BinaryOp op, double alpha, double beta) {
-  IntScalars p;
-  if (op == BinaryOp::Add || op == BinaryOp::Sub) {
-    const double s = op == BinaryOp::Add ? alpha : -alpha;
-    p.exact = is_int64_valued(s);
-    p.alpha = s;
-    if (p.exact) p.sa = static_cast<uint64_t>(static_cast<int64_t>(s));
-  } else if (op == BinaryOp::Axpby) {
-    p.exact = is_int64_valued(alpha) && is_int64_valued(beta);
-    p.alpha = alpha;
-    p.beta = beta;
-    if (p.exact) {
-      p.sa = static_cast<uint64_t>(static_cast<int64_t>(alpha));
-      p.sb = static_cast<uint64_t>(static_cast<int64_t>(beta));
-    }
-  }
-  return p;
-}
 
 template <typename T>
 bool launch_binary_flat(BinaryOp op, void* out, const T* a, const T* b, int64_t n, double alpha, double beta) {
   if constexpr (std::is_same_v<T, float> || is_reduced_v<T>) {
-    const bool cmp = is_comparison(op);
+    const bool cmp = binary_op_is_comparison(op);
     const int W = cmp ? pack_width<T, bool>() : pack_width<T>();
     const size_t out_size = cmp ? 1 : sizeof(T);
     if (!aligned_to(out, W * out_size) || !aligned_to(a, W * sizeof(T)) || !aligned_to(b, W * sizeof(T))) {
@@ -209,19 +105,13 @@ bool launch_binary_flat(BinaryOp op, void* out, const T* a, const T* b, int64_t 
     }
     const unsigned grid = grid_for((n + W - 1) / W);
     const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
-    switch (op) {
-#define RG_LAUNCH_CASE(OP)                                                                           \
-  case BinaryOp::OP: {                                                                               \
-    using O = std::conditional_t<is_comparison(BinaryOp::OP), bool, T>;                              \
-    binary_fwd_kernel<BinaryOp::OP, T><<<grid, kThreads, 0, stream()>>>(static_cast<O*>(out), a, b,  \
-                                                                         n, al, be);                 \
-    RG_CUDA_LAUNCH_CHECK("binary_fwd_kernel");                                                       \
-    return true;                                                                                     \
-  }
-      RG_BINARY_OPS(RG_LAUNCH_CASE)
-#undef RG_LAUNCH_CASE
-    }
-    return false;
+    return ew::visit_binary_op(op, [&](auto k) {
+      constexpr BinaryOp OP = decltype(k)::value;
+      using O = std::conditional_t<binary_op_is_comparison(OP), bool, T>;
+      binary_fwd_kernel<OP, T><<<grid, kThreads, 0, stream()>>>(static_cast<O*>(out), a, b, n, al, be);
+      RG_CUDA_LAUNCH_CHECK("binary_fwd_kernel");
+      return true;
+    });
   } else {
     return false;
   }
@@ -231,12 +121,12 @@ bool launch_binary_flat(BinaryOp op, void* out, const T* a, const T* b, int64_t 
 
 void binary_cuda(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta) {
   const char* name = binary_op_name(op);
-  const bool cmp = is_comparison(op);
+  const bool cmp = binary_op_is_comparison(op);
   RG_CHECK(a.dtype() == b.dtype(), name, ": operand dtypes ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
            " differ (native::binary promotes them first)");
   RG_CHECK(out.dtype() == (cmp ? DType::b8 : a.dtype()), name, ": output dtype ", dtype_name(out.dtype()),
            " does not match ", cmp ? "bool" : dtype_name(a.dtype()));
-  const IntScalars ip = int_scalars(op, alpha, beta);
+  const ew::BinaryIntScalars ip = ew::binary_int_scalars(op, alpha, beta);
   const Tensor* ts[3] = {&out, &a, &b};
   const auto m = make_strided_meta<3>(ts);
   if (m.numel == 0) return;

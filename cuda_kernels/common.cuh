@@ -145,6 +145,23 @@ __device__ __forceinline__ bool isfinite(C x) {
 }
 }  // namespace dm
 
+// The device's math policy for core/elementwise_formulas.h (Note [Elementwise formulas]): the dm::
+// functions, products and sums that mul_rn / add_rn keep unfused, and cu::cast.
+struct DeviceMath {
+#define RG_CU_POLICY1(NAME) \
+  template <class C>        \
+  static __device__ __forceinline__ C NAME(C x) { return dm::NAME(x); }
+  RG_CU_POLICY1(exp) RG_CU_POLICY1(log) RG_CU_POLICY1(sqrt) RG_CU_POLICY1(tanh) RG_CU_POLICY1(log1p)
+  RG_CU_POLICY1(expm1) RG_CU_POLICY1(erf) RG_CU_POLICY1(floor) RG_CU_POLICY1(rint) RG_CU_POLICY1(fabs)
+#undef RG_CU_POLICY1
+  template <class C> static __device__ __forceinline__ bool isfinite(C x) { return dm::isfinite(x); }
+  template <class C> static __device__ __forceinline__ C pow(C x, C y) { return dm::pow(x, y); }
+  template <class C> static __device__ __forceinline__ C atan2(C y, C x) { return dm::atan2(y, x); }
+  template <class C> static __device__ __forceinline__ C mul_rn(C x, C y) { return dm::mul_rn(x, y); }
+  template <class C> static __device__ __forceinline__ C add_rn(C x, C y) { return dm::add_rn(x, y); }
+  template <class To, class From> static __device__ __forceinline__ To cast(From v) { return cu::cast<To>(v); }
+};
+
 // Smallest and largest values of an accumulator type (+-inf for floats).
 template <typename A>
 __device__ __forceinline__ A lowest() {

@@ -159,6 +159,18 @@ class Sigmoid : public Cloneable<Sigmoid> {
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
 };
 
+class Mish : public Cloneable<Mish> {  // x * tanh(softplus(x))
+ public:
+  Mish() : Cloneable("Mish") {}
+  Tensor forward(const Tensor& x) override { return mish(x); }
+};
+
+class Hardswish : public Cloneable<Hardswish> {  // x * relu6(x + 3) / 6
+ public:
+  Hardswish() : Cloneable("Hardswish") {}
+  Tensor forward(const Tensor& x) override { return hardswish(x); }
+};
+
 // ---- pooling. stride 0 means "the kernel size" (PyTorch's stride=None).
 struct MaxPool2dOptions {
   Size2 stride = 0;

@@ -1,16 +1,18 @@
-// CPU binary elementwise kernels (arithmetic, comparisons, logical ops) and where, for all
-// dtypes. Floats compute in acc_t; integers and bool in int64, cast back (wrapping) at the end.
-#include <cmath>
+// CPU binary elementwise kernels (arithmetic, comparisons, logical ops) and where, for all dtypes:
+// one loop per op, running that op's formulas from core/elementwise_formulas.h. Floats compute in
+// acc_t; integers and bool in int64, cast back (wrapping) at the end.
 #include <cstdint>
-#include <limits>
+#include <type_traits>
 
 #include "core/cpu/loops.h"
+#include "core/elementwise_host.h"
 #include "core/kernels.h"
 
 namespace rg {
 
 namespace {
 
+using cpu::HostMath;
 
 // out[i] = f(a[i], b[i]) with plain loops for the dense and scalar-operand cases.
 template <typename To, typename T, typename F>
@@ -38,112 +40,46 @@ void map2(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
   });
 }
 
-template <typename T>
-void binary_float(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha_d, double beta_d) {
+template <BinaryOp OP, typename T>
+void binary_float_op(const Tensor& out, const Tensor& a, const Tensor& b, double alpha_d, double beta_d) {
   using A = cpu::acc_t<T>;
-  const A alpha = static_cast<A>(alpha_d), beta = static_cast<A>(beta_d);
-  auto run = [&](auto fn) {
-    map2<T, T>(out, a, b, [=](T x, T y) { return static_cast<T>(fn(static_cast<A>(x), static_cast<A>(y))); });
-  };
-  auto cmp = [&](auto fn) {
-    map2<bool, T>(out, a, b, [=](T x, T y) { return static_cast<bool>(fn(static_cast<A>(x), static_cast<A>(y))); });
-  };
-  switch (op) {
-    case BinaryOp::Add:
-      if (alpha_d == 1.0) run([](A x, A y) { return x + y; });
-      else run([=](A x, A y) { return x + alpha * y; });
-      break;
-    case BinaryOp::Sub:
-      if (alpha_d == 1.0) run([](A x, A y) { return x - y; });
-      else run([=](A x, A y) { return x - alpha * y; });
-      break;
-    case BinaryOp::Mul: run([](A x, A y) { return x * y; }); break;
-    case BinaryOp::Div: run([](A x, A y) { return x / y; }); break;
-    // NaN in either operand gives NaN, as torch.maximum / torch.minimum do.
-    case BinaryOp::Maximum: run([](A x, A y) { return (x > y || x != x) ? x : y; }); break;
-    case BinaryOp::Minimum: run([](A x, A y) { return (x < y || x != x) ? x : y; }); break;
-    case BinaryOp::Pow: run([](A x, A y) { return std::pow(x, y); }); break;
-    case BinaryOp::Axpby: run([=](A x, A y) { return alpha * x + beta * y; }); break;
-    case BinaryOp::Atan2: run([](A x, A y) { return std::atan2(x, y); }); break;
-    case BinaryOp::Eq: cmp([](A x, A y) { return x == y; }); break;
-    case BinaryOp::Ne: cmp([](A x, A y) { return x != y; }); break;
-    case BinaryOp::Lt: cmp([](A x, A y) { return x < y; }); break;
-    case BinaryOp::Le: cmp([](A x, A y) { return x <= y; }); break;
-    case BinaryOp::Gt: cmp([](A x, A y) { return x > y; }); break;
-    case BinaryOp::Ge: cmp([](A x, A y) { return x >= y; }); break;
-    case BinaryOp::LogicalAnd: cmp([](A x, A y) { return x != A(0) && y != A(0); }); break;
-    case BinaryOp::LogicalOr: cmp([](A x, A y) { return x != A(0) || y != A(0); }); break;
+  using F = ew::BinaryFormula<OP>;
+  if constexpr (binary_op_is_comparison(OP)) {
+    map2<bool, T>(out, a, b, [](T x, T y) {
+      return static_cast<bool>(F::template fwd<HostMath>(static_cast<A>(x), static_cast<A>(y), A(0), A(0)));
+    });
+  } else {
+    const A beta = static_cast<A>(beta_d);
+    auto run = [&](auto alpha_of) {
+      map2<T, T>(out, a, b, [=](T x, T y) {
+        return static_cast<T>(F::template fwd<HostMath>(static_cast<A>(x), static_cast<A>(y), alpha_of(), beta));
+      });
+    };
+    // alpha 1 as a literal: the plain a + b loop
+    if ((OP == BinaryOp::Add || OP == BinaryOp::Sub) && alpha_d == 1.0) {
+      run([] { return A(1); });
+    } else {
+      run([al = static_cast<A>(alpha_d)] { return al; });
+    }
   }
 }
 
-bool is_int64_valued(double v) { return v == std::floor(v) && std::fabs(v) < 9.2e18; }
-
-// a ^ b for integers by squaring; a negative exponent gives 1 / a^|b| truncated (0 unless |a| == 1).
-int64_t int_pow(int64_t a, int64_t b) {
-  if (b < 0) {
-    if (a == 1) return 1;
-    if (a == -1) return (b & 1) ? -1 : 1;
-    return 0;
-  }
-  uint64_t r = 1, base = static_cast<uint64_t>(a);
-  while (b) {
-    if (b & 1) r *= base;
-    base *= base;
-    b >>= 1;
-  }
-  return static_cast<int64_t>(r);
+// Integers and bool in int64; comparisons write bool.
+template <BinaryOp OP, typename T>
+void binary_int_op(const Tensor& out, const Tensor& a, const Tensor& b, const ew::BinaryIntScalars& p) {
+  using O = std::conditional_t<binary_op_is_comparison(OP), bool, T>;
+  map2<O, T>(out, a, b, [=](T x, T y) {
+    return ew::binary_int_of<OP, HostMath, O>(static_cast<int64_t>(x), static_cast<int64_t>(y), p);
+  });
 }
 
 template <typename T>
-void binary_int(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta) {
-  using I = int64_t;
-  using U = uint64_t;
-  auto run = [&](auto fn) {
-    map2<T, T>(out, a, b, [=](T x, T y) { return cpu::cast<T>(fn(static_cast<I>(x), static_cast<I>(y))); });
-  };
-  auto cmp = [&](auto fn) {
-    map2<bool, T>(out, a, b, [=](T x, T y) { return static_cast<bool>(fn(static_cast<I>(x), static_cast<I>(y))); });
-  };
-  // Scalars that are not whole numbers make the op run in double (then truncate).
-  auto run_double = [&](auto fn) {
-    map2<T, T>(out, a, b, [=](T x, T y) { return cpu::cast<T>(fn(static_cast<double>(x), static_cast<double>(y))); });
-  };
-  switch (op) {
-    case BinaryOp::Add:
-    case BinaryOp::Sub: {
-      if (is_int64_valued(alpha)) {
-        const U s = static_cast<U>(static_cast<I>(op == BinaryOp::Add ? alpha : -alpha));
-        run([=](I x, I y) { return static_cast<I>(static_cast<U>(x) + s * static_cast<U>(y)); });
-      } else {
-        const double s = op == BinaryOp::Add ? alpha : -alpha;
-        run_double([=](double x, double y) { return x + s * y; });
-      }
-      break;
-    }
-    case BinaryOp::Mul: run([](I x, I y) { return static_cast<I>(static_cast<U>(x) * static_cast<U>(y)); }); break;
-    case BinaryOp::Div:  // true division truncated back to the integer type; x / 0 gives 0
-      run([](I x, I y) { return y == 0 ? I{0} : static_cast<I>(static_cast<double>(x) / static_cast<double>(y)); });
-      break;
-    case BinaryOp::Maximum: run([](I x, I y) { return x > y ? x : y; }); break;
-    case BinaryOp::Minimum: run([](I x, I y) { return x < y ? x : y; }); break;
-    case BinaryOp::Pow: run([](I x, I y) { return int_pow(x, y); }); break;
-    case BinaryOp::Axpby:
-      if (is_int64_valued(alpha) && is_int64_valued(beta)) {
-        const U sa = static_cast<U>(static_cast<I>(alpha)), sb = static_cast<U>(static_cast<I>(beta));
-        run([=](I x, I y) { return static_cast<I>(sa * static_cast<U>(x) + sb * static_cast<U>(y)); });
-      } else {
-        run_double([=](double x, double y) { return alpha * x + beta * y; });
-      }
-      break;
-    case BinaryOp::Atan2: run_double([](double x, double y) { return std::atan2(x, y); }); break;
-    case BinaryOp::Eq: cmp([](I x, I y) { return x == y; }); break;
-    case BinaryOp::Ne: cmp([](I x, I y) { return x != y; }); break;
-    case BinaryOp::Lt: cmp([](I x, I y) { return x < y; }); break;
-    case BinaryOp::Le: cmp([](I x, I y) { return x <= y; }); break;
-    case BinaryOp::Gt: cmp([](I x, I y) { return x > y; }); break;
-    case BinaryOp::Ge: cmp([](I x, I y) { return x >= y; }); break;
-    case BinaryOp::LogicalAnd: cmp([](I x, I y) { return x != 0 && y != 0; }); break;
-    case BinaryOp::LogicalOr: cmp([](I x, I y) { return x != 0 || y != 0; }); break;
+void binary_typed(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op, double alpha, double beta) {
+  if constexpr (std::is_floating_point_v<cpu::acc_t<T>>) {
+    ew::visit_binary_op(op, [&](auto k) { binary_float_op<decltype(k)::value, T>(out, a, b, alpha, beta); });
+  } else {
+    const ew::BinaryIntScalars p = ew::binary_int_scalars(op, alpha, beta);
+    ew::visit_binary_op(op, [&](auto k) { binary_int_op<decltype(k)::value, T>(out, a, b, p); });
   }
 }
 
@@ -155,13 +91,7 @@ void binary_cpu(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op
   const DType want = binary_op_is_comparison(op) ? DType::b8 : a.dtype();
   RG_CHECK(out.dtype() == want, binary_op_name(op), ": output dtype ", dtype_name(out.dtype()), ", expected ",
            dtype_name(want));
-  RG_DISPATCH_ALL(a.dtype(), binary_op_name(op), [&] {
-    if constexpr (std::is_floating_point_v<cpu::acc_t<scalar_t>>) {
-      binary_float<scalar_t>(out, a, b, op, alpha, beta);
-    } else {
-      binary_int<scalar_t>(out, a, b, op, alpha, beta);
-    }
-  });
+  RG_DISPATCH_ALL(a.dtype(), binary_op_name(op), [&] { binary_typed<scalar_t>(out, a, b, op, alpha, beta); });
 }
 
 void where_cpu(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {

@@ -162,3 +162,30 @@ TEST_CASE("forward: a few elementwise values, by formula") {
   CHECK_VALUES(vals(maximum(x, t64({0.5}, {}))), (std::vector<double>{0.5, 0.5, 0.5, 1, 3}), 0);
   CHECK_VALUES(vals(pow(t64({2, 9}, {2}), t64({3, 0.5}, {2}))), (std::vector<double>{8, 3}), 1e-14);
 }
+
+TEST_CASE("forward: log1p, expm1, round, hardswish, mish") {
+  const std::vector<double> xs = {-2, -0.5, 0, 1, 3};
+  Tensor x = t64(xs, {5});
+  std::vector<double> e;
+  for (double v : xs) e.push_back(std::log(1 + v / 4));  // log(1 + x) where 1 + x is exact
+  CHECK_VALUES(vals(log1p(x * 0.25)), e, 1e-15);
+  e.clear();
+  for (double v : xs) e.push_back(std::exp(v) - 1);
+  CHECK_VALUES(vals(expm1(x)), e, 1e-14);
+  // near 0 the point of both: the series x -+ x^2 / 2, which log(1 + x) and exp(x) - 1 lose
+  CHECK(std::fabs(log1p(t64({1e-10}, {1})).item() - (1e-10 - 5e-21)) < 1e-25);
+  CHECK(std::fabs(expm1(t64({1e-10}, {1})).item() - (1e-10 + 5e-21)) < 1e-25);
+  // half to even, by hand
+  CHECK_VALUES(vals(round(t64({0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6, -2.6}, {8}))),
+               (std::vector<double>{0, 2, 2, 0, -2, 2, 3, -3}), 0);
+  // hardswish x * min(max(x + 3, 0), 6) / 6, by hand: 0 below -3, x above 3
+  CHECK_VALUES(vals(hardswish(t64({-4, -3, -1.5, 0, 1, 3, 4}, {7}))),
+               (std::vector<double>{0, 0, -0.375, 0, 2.0 / 3, 3, 4}), 1e-15);
+  // mish x tanh(ln(1 + e^x)); values from Python's math module
+  CHECK_VALUES(vals(mish(x)), (std::vector<double>{-0.2525014826957091, -0.22074377465173, 0, 0.8650983882673103,
+                                                    2.9865350049679575}),
+               1e-15);
+  e.clear();
+  for (double v : xs) e.push_back(v * std::tanh(std::log(1 + std::exp(v))));
+  CHECK_VALUES(vals(mish(x)), e, 1e-14);
+}

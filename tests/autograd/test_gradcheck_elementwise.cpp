@@ -53,11 +53,18 @@ TEST_CASE("gradcheck: unary ops") {
       {"x / s", [](const Tensor& x) { return x / 4.0; }, 0.0, 2.0, true},
       {"s / x", [](const Tensor& x) { return 2.0 / x; }, 0.3, 2.0, true},
       {"-x", [](const Tensor& x) { return -x; }, 0.0, 2.0, true},
+      {"log1p", [](const Tensor& x) { return log1p(x); }, 0.0, 0.9, true},
+      {"expm1", [](const Tensor& x) { return expm1(x); }, 0.0, 2.0, true},
+      {"mish", [](const Tensor& x) { return mish(x); }, 0.0, 4.0, true},
+      // hardswish: the quadratic middle, and beyond the kinks at +-3 (0 below, x above)
+      {"hardswish", [](const Tensor& x) { return hardswish(x); }, 0.0, 2.9, true},
+      {"hardswish outside", [](const Tensor& x) { return hardswish(x); }, 3.1, 5.0, true},
       // zero-gradient ops: numerically flat away from their jumps
       {"sign", [](const Tensor& x) { return sign(x); }, 0.1, 2.0, true},
   };
   for (const auto& c : cases) {
-    CAPTURE(c.name);
+    const std::string case_name = c.name;
+    CAPTURE(case_name);
     for (const Shape& shape : {Shape{}, Shape{5}, Shape{2, 3}}) {
       CAPTURE(shape_str(shape));
       Tensor x = input_for(c, shape, 100 + shape.size());
@@ -66,11 +73,13 @@ TEST_CASE("gradcheck: unary ops") {
   }
 }
 
-TEST_CASE("gradcheck: floor has no gradient; isfinite is not differentiable") {
-  // floor away from integers: values in (0.1, 0.9) + k
-  Tensor x = leaf_of({0.3, 1.7, -2.4, 5.5}, {4});
+TEST_CASE("gradcheck: floor and round have no gradient; isfinite is not differentiable") {
+  // away from the jumps: floor's at integers, round's at half-integers
+  Tensor x = leaf_of({0.3, 1.7, -2.4, 5.2}, {4});
   CHECK_GRADCHECK([](const TL& in) { return floor(in[0]) + in[0] * 0.0; }, TL{x});
+  CHECK_GRADCHECK([](const TL& in) { return round(in[0]) + in[0] * 0.0; }, TL{x});
   CHECK_FALSE(floor(x).requires_grad());
+  CHECK_FALSE(round(x).requires_grad());
   CHECK_FALSE(sign(x).requires_grad());
   Tensor f = isfinite(x);
   CHECK(f.dtype() == DType::b8);
@@ -116,7 +125,8 @@ TEST_CASE("gradcheck: binary ops with broadcasting in both directions") {
       {{2, 1}, {1, 3}}};
   uint64_t seed = 500;
   for (const auto& c : cases) {
-    CAPTURE(c.name);
+    const std::string case_name = c.name;
+    CAPTURE(case_name);
     for (const auto& [sa, sb] : shapes) {
       CAPTURE(shape_str(sa));
       CAPTURE(shape_str(sb));
@@ -191,25 +201,45 @@ TEST_CASE("gradcheck: contiguous, clone and to(dtype)") {
   CHECK_GRADCHECK([](const TL& in) { return in[0].t().contiguous(); }, TL{x});
   CHECK_GRADCHECK([](const TL& in) { return in[0].contiguous(); }, TL{x});  // already contiguous: itself
   CHECK_GRADCHECK([](const TL& in) { return in[0].clone() * in[0]; }, TL{x});
-  // through reduced precision the forward rounds: a larger step and a looser tolerance
-  GradcheckOptions o32;
-  o32.eps = 1e-2;
-  o32.atol = 1e-4;
-  CHECK_GRADCHECK([](const TL& in) { return in[0].to(DType::f32).to(DType::f64); }, TL{x}, o32);
-  CHECK_GRADCHECK([](const TL& in) { return (in[0].to(DType::f32) * 2.0).to(DType::f64); }, TL{x}, o32);
-  GradcheckOptions o16;
-  o16.eps = 0.1;
-  o16.atol = 2e-2;
-  CHECK_GRADCHECK([](const TL& in) { return in[0].to(DType::f16).to(DType::f64); }, TL{x}, o16);
-  GradcheckOptions obf;
-  obf.eps = 0.1;
-  obf.atol = 6e-2;
-  CHECK_GRADCHECK([](const TL& in) { return in[0].to(DType::bf16).to(DType::f64); }, TL{x}, obf);
   // the gradient of a cast arrives in the leaf's dtype
   x.to(DType::f32).sum().backward();
   CHECK(x.grad().dtype() == DType::f64);
   // a cast to an integer type is not differentiable
   CHECK_FALSE(x.to(DType::i64).requires_grad());
+}
+
+TEST_CASE("a cast's gradient is the upstream gradient rounded to the cast's dtype, exactly") {
+  // x.to(dt).to(f64) and (x.to(dt) * 2).to(f64): the backward casts dL/dy to dt (round to nearest
+  // even), scales it by 2 (exact), and casts back. Upstream values: some exact in every dtype, and ties and near-ties
+  // around 1 (ulp 2^-23 in f32, 2^-10 in f16, 2^-7 in bf16), with their roundings worked out by hand.
+  const double t = std::ldexp(1.0, -24);  // f32: half an ulp at 1
+  const double h = std::ldexp(1.0, -11);  // f16
+  const double b = std::ldexp(1.0, -8);   // bf16
+  struct Case {
+    DType dt;
+    std::vector<double> g, want;
+  };
+  // half an ulp u above 1 ties to 1 (even), 1.5 ulp ties up to 2 ulp, 0.75 ulp rounds to 1 ulp
+  auto upstream = [](double u) { return std::vector<double>{0.375, -1.5, 1 + u, 1 + 3 * u, -(1 + 3 * u), 1 + 1.5 * u}; };
+  auto rounded = [](double u) { return std::vector<double>{0.375, -1.5, 1, 1 + 4 * u, -(1 + 4 * u), 1 + 2 * u}; };
+  const std::vector<Case> cases = {{DType::f32, upstream(t), rounded(t)},
+                                   {DType::f16, upstream(h), rounded(h)},
+                                   {DType::bf16, upstream(b), rounded(b)}};
+  for (const Case& c : cases) {
+    for (double k : {1.0, 2.0}) {
+      const std::string dt_name = dtype_name(c.dt);
+      CAPTURE(dt_name);
+      CAPTURE(k);
+      // inputs exact in every dtype, so the forward is exact too
+      Tensor x = leaf_of({0.5, -2.0, 3.25, 1.0, -0.125, 6.0}, {6});
+      Tensor y = k == 1.0 ? x.to(c.dt).to(DType::f64) : (x.to(c.dt) * k).to(DType::f64);
+      CHECK(vals(y) == std::vector<double>{0.5 * k, -2.0 * k, 3.25 * k, k, -0.125 * k, 6.0 * k});
+      y.backward(from_vector<double>(c.g, {6}));
+      std::vector<double> want = c.want;
+      for (double& w : want) w *= k;
+      CHECK(vals(x.grad()) == want);
+    }
+  }
 }
 
 TEST_CASE("gradcheck: in-place add_ and mul_ on non-leaf tensors") {

@@ -1,5 +1,7 @@
 // Unary, unary backward, binary and where kernels on CPU, every dtype, odd and strided shapes,
-// broadcasting, against reference formulas evaluated in double in this file.
+// broadcasting, against reference formulas evaluated in double in this file. The sweeps iterate
+// the op rows (core/elementwise_ops.h): a new row fails here until it has a reference and cases.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -112,12 +114,41 @@ std::vector<UCase> float_cases() {
       {UnaryOp::Square, -4, 4, 0, 0},     {UnaryOp::Softplus, -4, 4, 0, 0},  {UnaryOp::Log1p, -0.5, 3, 0, 0},
       {UnaryOp::Expm1, -4, 4, 0, 0},      {UnaryOp::Floor, -4, 4, 0, 0},     {UnaryOp::Round, -4, 4, 0, 0},
       {UnaryOp::RDiv, 0.1, 3, 3, 0},      {UnaryOp::Gelu, -4, 4, 0, 0},      {UnaryOp::Hardswish, -5, 5, 0, 0},
-      {UnaryOp::Mish, -4, 4, 0, 0},
+      {UnaryOp::Mish, -4, 4, 0, 0},       {UnaryOp::IsFinite, -4, 4, 0, 0},
   };
 }
 
-bool differentiable(UnaryOp op) {
-  return op != UnaryOp::Sign && op != UnaryOp::Floor && op != UnaryOp::Round && op != UnaryOp::IsFinite;
+// The integer forms (rows with kKeepsInt), with the scalars each takes.
+struct ICase {
+  UnaryOp op;
+  double a, b;
+};
+
+std::vector<ICase> int_cases() {
+  return {
+      {UnaryOp::Neg, 0, 0},          {UnaryOp::Abs, 0, 0},          {UnaryOp::Relu, 0, 0},
+      {UnaryOp::Clamp, -2, 3},       {UnaryOp::Clamp, -INFINITY, 0}, {UnaryOp::Clamp, 1.5, 2.5},
+      {UnaryOp::Affine, 3, -1},      {UnaryOp::Affine, 0.5, 0},     {UnaryOp::Affine, -2, 7},
+      {UnaryOp::Sign, 0, 0},         {UnaryOp::Square, 0, 0},       {UnaryOp::Floor, 0, 0},
+      {UnaryOp::Round, 0, 0},        {UnaryOp::IsFinite, 0, 0},
+  };
+}
+
+// An integer form from the definition: the real result, converted as a cast converts (to bool:
+// nonzero; otherwise truncated toward zero and wrapped to the dtype). Clamp keeps the integers
+// within [lo, hi].
+double ref_int(UnaryOp op, double x, double a, double b, DType dt) {
+  const double w = op == UnaryOp::Clamp ? std::min(std::max(x, std::ceil(a)), std::floor(b)) : ref_fwd(op, x, a, b);
+  if (dt == DType::b8 || unary_op_bool_out(op)) return w != 0 ? 1 : 0;
+  const auto t = static_cast<int64_t>(std::trunc(w));
+  if (dt == DType::i32) return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(t)));
+  if (dt == DType::u8) return static_cast<uint8_t>(static_cast<uint64_t>(t));
+  return static_cast<double>(t);
+}
+
+template <typename Case>
+bool has_case(const std::vector<Case>& cases, UnaryOp op) {
+  return std::any_of(cases.begin(), cases.end(), [op](const Case& c) { return c.op == op; });
 }
 
 std::vector<double> map_vals(const std::vector<double>& v, const std::function<double(double)>& f) {
@@ -128,9 +159,21 @@ std::vector<double> map_vals(const std::vector<double>& v, const std::function<d
 
 }  // namespace
 
+TEST_CASE("every unary row has a reference and cases here, and its flags match the references") {
+  for (UnaryOp op : kAllUnaryOps) {
+    const std::string op_name = unary_op_name(op);
+    CAPTURE(op_name);
+    CHECK_MESSAGE(has_case(float_cases(), op), "no float case for this row");
+    CHECK_MESSAGE(has_case(int_cases(), op) == unary_op_keeps_integer(op), "integer cases and kKeepsInt disagree");
+    CHECK_MESSAGE(std::isfinite(ref_fwd(op, 0.75, 2, 3)), "no reference value");
+    CHECK_MESSAGE(std::isfinite(ref_grad(op, 0.75, 2, 3)) == unary_op_has_grad(op),
+                  "reference gradient and kGradX / kGradY disagree");
+  }
+}
+
 TEST_CASE("reference gradients in this file agree with central differences") {
   for (const UCase& c : float_cases()) {
-    if (!differentiable(c.op)) continue;
+    if (!unary_op_has_grad(c.op)) continue;
     for (int k = 0; k < 20; ++k) {
       const double x = c.lo + (c.hi - c.lo) * (k + 0.37) / 20.0;
       const double h = 1e-6;
@@ -148,9 +191,11 @@ TEST_CASE("unary ops match their definitions in every float dtype and odd shape"
         const Tensor x = test::uniform(s, c.lo, c.hi, dt, 17);
         const auto xv = x.to_vector<double>();
         const Tensor y = native::unary(c.op, x, c.a, c.b);
-        CHECK(y.dtype() == dt);
-        CAPTURE(unary_op_name(c.op));
-        CAPTURE(dtype_name(dt));
+        CHECK(y.dtype() == (unary_op_bool_out(c.op) ? DType::b8 : dt));
+        const std::string op_name = unary_op_name(c.op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         RG_CHECK_CLOSE(y, ref(map_vals(xv, [&](double v) { return ref_fwd(c.op, v, c.a, c.b); }), s), test::tol_for(dt));
       }
     }
@@ -160,7 +205,8 @@ TEST_CASE("unary ops match their definitions in every float dtype and odd shape"
 TEST_CASE("unary ops on transposed inputs and in place on strided views") {
   for (const UCase& c : float_cases()) {
     for (DType dt : {DType::f32, DType::bf16}) {
-      CAPTURE(unary_op_name(c.op));
+      const std::string op_name = unary_op_name(c.op);
+      CAPTURE(op_name);
       const Tensor base = test::uniform({33, 65}, c.lo, c.hi, dt, 5);
       const Tensor xt = native::transpose(base, 0, 1);  // (65, 33), strides (1, 65)
       const auto xv = xt.to_vector<double>();
@@ -169,6 +215,10 @@ TEST_CASE("unary ops on transposed inputs and in place on strided views") {
       // in place on every other column: the others stay as they were
       const Tensor y = native::clone(base);
       const Tensor view = native::slice(y, 1, 0, 65, 2);  // (33, 33), strides (65, 2)
+      if (unary_op_bool_out(c.op)) {  // no in-place form
+        CHECK_THROWS_AS(native::unary_(c.op, view, c.a, c.b), rg::Error);
+        continue;
+      }
       const auto before = y.to_vector<double>();
       native::unary_(c.op, view, c.a, c.b);
       const auto after = y.to_vector<double>();
@@ -223,10 +273,38 @@ TEST_CASE("unary special values: NaN, infinities, ties, saturation") {
   CHECK(native::unary(UnaryOp::Hardswish, f).to_vector<double>()[0] == 0.0);
 }
 
+TEST_CASE("unary integer forms match their definitions in every integer dtype") {
+  for (const ICase& c : int_cases()) {
+    for (DType dt : {DType::i32, DType::i64, DType::u8, DType::b8}) {
+      const std::string op_name = unary_op_name(c.op);
+      CAPTURE(op_name);
+      const std::string dt_name = dtype_name(dt);
+      CAPTURE(dt_name);
+      CAPTURE(c.a);
+      const double lo = dt == DType::i32 || dt == DType::i64 ? -20 : 0;
+      const double hi = dt == DType::b8 ? 2 : (dt == DType::u8 ? 256 : 21);
+      for (const Shape& s : {Shape{7}, Shape{1023}, Shape{3, 5, 7}}) {
+        const Tensor x = native::to(test::uniform(s, lo, hi, DType::i64, 31), kCPU, dt);
+        if (c.op == UnaryOp::Neg && dt == DType::b8) {
+          CHECK_THROWS_AS(native::unary(c.op, x), rg::Error);
+          continue;
+        }
+        const Tensor y = native::unary(c.op, x, c.a, c.b);
+        CHECK(y.dtype() == (unary_op_bool_out(c.op) ? DType::b8 : dt));
+        const auto xv = x.to_vector<double>();
+        std::vector<double> want(xv.size());
+        for (size_t i = 0; i < xv.size(); ++i) want[i] = ref_int(c.op, xv[i], c.a, c.b, dt);
+        CHECK(y.to_vector<double>() == want);
+      }
+    }
+  }
+}
+
 TEST_CASE("unary ops on integer dtypes keep the dtype") {
   const std::vector<int64_t> v = {-7, -2, -1, 0, 1, 3, 100};
   for (DType dt : {DType::i32, DType::i64}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     const Tensor x = from_vector<int64_t>(v, {7}, dt);
     auto run = [&](UnaryOp op, double a = 0, double b = 0) {
       const Tensor y = native::unary(op, x, a, b);
@@ -272,12 +350,14 @@ TEST_CASE("unary on 0-dim and empty tensors") {
 
 TEST_CASE("unary_bwd matches the hand-derived gradients in every float dtype") {
   for (const UCase& c : float_cases()) {
-    if (!differentiable(c.op)) continue;
+    if (!unary_op_has_grad(c.op)) continue;
     const bool uses_y = native::unary_bwd_uses_output(c.op);
     for (DType dt : test::float_dtypes()) {
       for (const Shape& s : {Shape{7}, Shape{1023}, Shape{3, 5, 7}}) {
-        CAPTURE(unary_op_name(c.op));
-        CAPTURE(dtype_name(dt));
+        const std::string op_name = unary_op_name(c.op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         const Tensor x = test::uniform(s, c.lo, c.hi, dt, 23);
         const Tensor g = test::uniform(s, -1, 1, dt, 29);
         const auto xv = x.to_vector<double>(), gv = g.to_vector<double>();
@@ -302,6 +382,9 @@ TEST_CASE("unary_bwd on strided operands; ops without a gradient raise") {
   std::vector<double> want(xv.size());
   for (size_t i = 0; i < xv.size(); ++i) want[i] = gv[i] * ref_grad(UnaryOp::Gelu, xv[i], 0, 0);
   RG_CHECK_CLOSE(native::unary_bwd(UnaryOp::Gelu, g, x), ref(want, {13, 9}), test::tol_for(DType::f64));
+  for (UnaryOp op : kAllUnaryOps) {
+    if (!unary_op_has_grad(op)) CHECK_THROWS_AS(native::unary_bwd(op, g, x), rg::Error);
+  }
   CHECK_THROWS_AS(native::unary_bwd(UnaryOp::Floor, g, x), rg::Error);
   CHECK_THROWS_AS(native::unary_bwd(UnaryOp::Sign, g, x), rg::Error);
 }
@@ -333,10 +416,6 @@ double ref_bin(BinaryOp op, double a, double b, double al, double be) {
   return NAN;
 }
 
-const std::vector<BinaryOp> kAllBinary = {
-    BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum,
-    BinaryOp::Pow, BinaryOp::Axpby, BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le,
-    BinaryOp::Gt, BinaryOp::Ge, BinaryOp::LogicalAnd, BinaryOp::LogicalOr, BinaryOp::Atan2};
 
 // Two operands of `dt` where a quarter of b's elements equal a's (so comparisons see ties).
 std::pair<Tensor, Tensor> operands(const Shape& s, DType dt, uint64_t seed) {
@@ -355,12 +434,22 @@ std::pair<Tensor, Tensor> operands(const Shape& s, DType dt, uint64_t seed) {
 
 }  // namespace
 
+TEST_CASE("every binary row has a reference here") {  // the sweeps below iterate kAllBinaryOps
+  for (BinaryOp op : kAllBinaryOps) {
+    const std::string op_name = binary_op_name(op);
+    CAPTURE(op_name);
+    CHECK_MESSAGE(std::isfinite(ref_bin(op, 1.5, 0.5, 2, 3)), "no reference value");
+  }
+}
+
 TEST_CASE("binary float ops match their definitions in every float dtype") {
-  for (BinaryOp op : kAllBinary) {
+  for (BinaryOp op : kAllBinaryOps) {
     for (DType dt : test::float_dtypes()) {
       for (const Shape& s : test::odd_shapes()) {
-        CAPTURE(binary_op_name(op));
-        CAPTURE(dtype_name(dt));
+        const std::string op_name = binary_op_name(op);
+        CAPTURE(op_name);
+        const std::string dt_name = dtype_name(dt);
+        CAPTURE(dt_name);
         auto [a, b] = operands(s, dt, 40);
         if (op == BinaryOp::Div) b = native::unary(UnaryOp::Affine, native::unary(UnaryOp::Abs, b), 1, 0.25);
         const double al = op == BinaryOp::Axpby ? 0.5 : (op == BinaryOp::Add || op == BinaryOp::Sub ? 2.5 : 1);
@@ -382,11 +471,14 @@ TEST_CASE("binary float ops match their definitions in every float dtype") {
 
 TEST_CASE("binary integer and bool ops in int64 arithmetic") {
   for (DType dt : {DType::i32, DType::i64, DType::u8, DType::b8}) {
-    for (BinaryOp op : kAllBinary) {
-      // promoted to float by native::binary; the integer kernels are reached in place, below
-      if (op == BinaryOp::Div || op == BinaryOp::Atan2 || op == BinaryOp::Pow) continue;
-      CAPTURE(binary_op_name(op));
-      CAPTURE(dtype_name(dt));
+    for (BinaryOp op : kAllBinaryOps) {
+      // div and atan2 promote to float in native::binary (checked below), and pow's random
+      // exponents would overflow: their integer kernels are checked by hand below
+      if (!binary_op_keeps_integer(op) || op == BinaryOp::Pow) continue;
+      const std::string op_name = binary_op_name(op);
+      CAPTURE(op_name);
+      const std::string dt_name = dtype_name(dt);
+      CAPTURE(dt_name);
       auto [a, b] = operands({3, 37}, dt, 50);
       const double al = op == BinaryOp::Axpby ? 3 : (dt == DType::b8 ? 1 : 2);
       const double be = op == BinaryOp::Axpby ? -1 : 1;
@@ -563,7 +655,8 @@ TEST_CASE("where picks per element with broadcasting, promotion and every dtype"
   const Tensor cond = native::binary(BinaryOp::Gt, test::uniform({3, 1, 5}, -1, 1, DType::f32, 71), zeros({}));
   const auto cv = cond.to_vector<double>();
   for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::b8}) {
-    CAPTURE(dtype_name(dt));
+    const std::string dt_name = dtype_name(dt);
+    CAPTURE(dt_name);
     const Tensor a = native::to(test::uniform({4, 5}, 0, 2, DType::f64, 72), kCPU, dt);
     const Tensor b = native::to(test::uniform({3, 4, 1}, 0, 2, DType::f64, 73), kCPU, dt);
     const auto av = a.to_vector<double>(), bv = b.to_vector<double>();

@@ -1,6 +1,9 @@
 // Elementwise CUDA kernels (fill, arange, copy/cast, unary, unary_bwd, binary, where) against the
 // CPU kernels: the same rg::native op on the same values on cpu and cuda:0, on odd shapes, through
 // contiguous, misaligned, stepped, transposed and broadcast views, in every dtype each op takes.
+// The unary and binary sweeps iterate the op rows (core/elementwise_ops.h) and fail for a row
+// without a case here.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -26,42 +29,39 @@ std::string ctx(const std::string& what, DType dt, const Shape& s, const std::st
   return what + " " + dtype_name(dt) + " " + shape_str(s) + " " + view;
 }
 
-// ---- unary: every op with a sensible input range and its parameters
+// ---- unary: every op with a sensible input range and its parameters (integer dtypes: the rows
+// with kKeepsInt, on whole numbers in [-20, 20])
 struct UnaryCase {
   UnaryOp op;
   double alpha, beta, lo, hi;
-  bool ints;  // also on the integer dtypes
 };
 
 std::vector<UnaryCase> unary_cases() {
   const double inf = std::numeric_limits<double>::infinity();
   return {
-      {UnaryOp::Neg, 0, 0, -4, 4, true},        {UnaryOp::Abs, 0, 0, -4, 4, true},
-      {UnaryOp::Exp, 0, 0, -4, 4, false},       {UnaryOp::Log, 0, 0, 0.1, 4, false},
-      {UnaryOp::Sqrt, 0, 0, 0.1, 4, false},     {UnaryOp::Rsqrt, 0, 0, 0.1, 4, false},
-      {UnaryOp::Sigmoid, 0, 0, -6, 6, false},   {UnaryOp::Tanh, 0, 0, -3, 3, false},
-      {UnaryOp::Relu, 0, 0, -4, 4, true},       {UnaryOp::LeakyRelu, 0.1, 0, -4, 4, false},
-      {UnaryOp::Silu, 0, 0, -6, 6, false},      {UnaryOp::Pow, 2.5, 0, 0.1, 3, false},
-      {UnaryOp::Pow, 2, 0, -3, 3, false},       {UnaryOp::Pow, 0.5, 0, 0.1, 3, false},
-      {UnaryOp::Pow, -1, 0, 0.5, 3, false},     {UnaryOp::Pow, 3, 0, -2, 2, false},
-      {UnaryOp::Pow, 0, 0, -2, 2, false},       {UnaryOp::Clamp, -1, 2, -4, 4, true},
-      {UnaryOp::Clamp, -inf, 0.5, -4, 4, true}, {UnaryOp::Clamp, 1.5, 2.5, -4, 4, true},
-      {UnaryOp::Affine, 1.5, -0.25, -4, 4, true}, {UnaryOp::Affine, 2, 3, -4, 4, true},
-      {UnaryOp::Reciprocal, 0, 0, 0.5, 3, false}, {UnaryOp::Sign, 0, 0, -3, 3, true},
-      {UnaryOp::Square, 0, 0, -4, 4, true},     {UnaryOp::Softplus, 0, 0, -25, 25, false},
-      {UnaryOp::Log1p, 0, 0, -0.5, 3, false},   {UnaryOp::Expm1, 0, 0, -2, 2, false},
-      {UnaryOp::Floor, 0, 0, -4, 4, true},      {UnaryOp::Round, 0, 0, -4, 4, true},
-      {UnaryOp::RDiv, 2, 0, 0.5, 3, false},     {UnaryOp::Gelu, 0, 0, -4, 4, false},
-      {UnaryOp::Hardswish, 0, 0, -5, 5, false}, {UnaryOp::Mish, 0, 0, -25, 25, false},
+      {UnaryOp::Neg, 0, 0, -4, 4},         {UnaryOp::Abs, 0, 0, -4, 4},
+      {UnaryOp::Exp, 0, 0, -4, 4},         {UnaryOp::Log, 0, 0, 0.1, 4},
+      {UnaryOp::Sqrt, 0, 0, 0.1, 4},       {UnaryOp::Rsqrt, 0, 0, 0.1, 4},
+      {UnaryOp::Sigmoid, 0, 0, -6, 6},     {UnaryOp::Tanh, 0, 0, -3, 3},
+      {UnaryOp::Relu, 0, 0, -4, 4},        {UnaryOp::LeakyRelu, 0.1, 0, -4, 4},
+      {UnaryOp::Silu, 0, 0, -6, 6},        {UnaryOp::Pow, 2.5, 0, 0.1, 3},
+      {UnaryOp::Pow, 2, 0, -3, 3},         {UnaryOp::Pow, 0.5, 0, 0.1, 3},
+      {UnaryOp::Pow, -1, 0, 0.5, 3},       {UnaryOp::Pow, 3, 0, -2, 2},
+      {UnaryOp::Pow, 0, 0, -2, 2},         {UnaryOp::Clamp, -1, 2, -4, 4},
+      {UnaryOp::Clamp, -inf, 0.5, -4, 4},  {UnaryOp::Clamp, 1.5, 2.5, -4, 4},
+      {UnaryOp::Affine, 1.5, -0.25, -4, 4}, {UnaryOp::Affine, 2, 3, -4, 4},
+      {UnaryOp::Reciprocal, 0, 0, 0.5, 3}, {UnaryOp::Sign, 0, 0, -3, 3},
+      {UnaryOp::Square, 0, 0, -4, 4},      {UnaryOp::Softplus, 0, 0, -25, 25},
+      {UnaryOp::Log1p, 0, 0, -0.5, 3},     {UnaryOp::Expm1, 0, 0, -2, 2},
+      {UnaryOp::Floor, 0, 0, -4, 4},       {UnaryOp::Round, 0, 0, -4, 4},
+      {UnaryOp::RDiv, 2, 0, 0.5, 3},       {UnaryOp::IsFinite, 0, 0, -4, 4},
+      {UnaryOp::Gelu, 0, 0, -4, 4},        {UnaryOp::Hardswish, 0, 0, -5, 5},
+      {UnaryOp::Mish, 0, 0, -25, 25},
   };
 }
 
 std::string unary_name(const UnaryCase& c) {
   return std::string(unary_op_name(c.op)) + "(" + std::to_string(c.alpha) + ", " + std::to_string(c.beta) + ")";
-}
-
-bool has_grad(UnaryOp op) {
-  return !(op == UnaryOp::Sign || op == UnaryOp::Floor || op == UnaryOp::Round || op == UnaryOp::IsFinite);
 }
 
 // ---- binary
@@ -292,10 +292,23 @@ TEST_CASE("copy_cuda within a large grid-stride range and with 64-bit offsets") 
   CHECK(native::unary(UnaryOp::Square, v).to_vector<double>()[14] == 196.0);
 }
 
+TEST_CASE("every unary and binary row has a case in the sweeps below") {
+  const auto uc = unary_cases();
+  for (UnaryOp op : kAllUnaryOps) {
+    CHECK_MESSAGE(std::any_of(uc.begin(), uc.end(), [op](const UnaryCase& c) { return c.op == op; }),
+                  "no GPU case for unary op ", unary_op_name(op));
+  }
+  const auto bc = binary_cases();
+  for (BinaryOp op : kAllBinaryOps) {
+    CHECK_MESSAGE(std::any_of(bc.begin(), bc.end(), [op](const BinaryCase& c) { return c.op == op; }),
+                  "no GPU case for binary op ", binary_op_name(op));
+  }
+}
+
 TEST_CASE("unary_cuda matches the CPU for every op, dtype and view") {
   for (const UnaryCase& c : unary_cases()) {
     for (DType dt : kAllDTypes) {
-      if (!is_floating(dt) && !c.ints) continue;
+      if (!is_floating(dt) && !unary_op_keeps_integer(c.op)) continue;
       if (dt == DType::b8 && c.op == UnaryOp::Neg) continue;  // refused on both devices (below)
       for (const Shape& s : shapes()) {
         for (const View& v : views_of(s, true)) {
@@ -351,7 +364,7 @@ TEST_CASE("unary_cuda: isfinite, rounding half to even and refusals, checked by 
 
 TEST_CASE("unary_bwd_cuda matches the CPU for every differentiable op, dtype and view") {
   for (const UnaryCase& c : unary_cases()) {
-    if (!has_grad(c.op)) continue;
+    if (!unary_op_has_grad(c.op)) continue;
     for (DType dt : test::float_dtypes()) {
       for (const Shape& s : shapes()) {
         for (const View& v : views_of(s, true)) {
