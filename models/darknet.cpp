@@ -19,7 +19,7 @@ Tensor darknet_activation(const Tensor& x, DarknetActivation a) {
     case DarknetActivation::Logistic: return sigmoid(x);
     case DarknetActivation::Relu: return relu(x);
     case DarknetActivation::Swish: return silu(x);
-    case DarknetActivation::Mish: return mul(x, tanh(softplus(x)));  // x * tanh(ln(1 + e^x))
+    case DarknetActivation::Mish: return mish(x);  // x * tanh(ln(1 + e^x))
   }
   return x;
 }
