@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <optional>
@@ -630,8 +631,8 @@ std::string darknet_cfg_text(const DarknetCfg& cfg) {
 
 namespace {
 bool is_file(const std::string& p) {
-  std::ifstream f(p);
-  return static_cast<bool>(f);
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
 }
 std::string exe_dir() {
   char buf[4096];
