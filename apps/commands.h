@@ -15,6 +15,7 @@ int cmd_make_data(const Args& args);
 int cmd_train_classifier(const Args& args);
 int cmd_train(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_model(const Args& args);
 
 // Small argument helpers: "--name value" or "--name=value".
 bool has_flag(const Args& args, const std::string& name);

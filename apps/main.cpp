@@ -38,6 +38,7 @@ const Command kCommands[] = {
     {"make-data", rg::app::cmd_make_data, "write a synthetic dataset (classify: shapes in ImageFolder layout)"},
     {"train-classifier", rg::app::cmd_train_classifier, "train a ResNet classifier on an ImageFolder dataset"},
     {"train", rg::app::cmd_train, "train a model: --task classify (same as train-classifier)"},
+    {"model", rg::app::cmd_model, "darknet cfg: layer table, one forward's raw heads, .weights conversion"},
     {"bench", rg::app::cmd_bench, "built-in benchmarks: dp-vs-ddp (single device vs DataParallel vs DDP)"},
 };
 
