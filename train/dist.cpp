@@ -2,8 +2,6 @@
 // and backend choice, the default process group, small collectives, and the self-launch.
 #include "train/dist.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,13 +30,6 @@ void check_cuda_device(Device d, const std::string& text) {
            cuda::built_with_cuda() ? "no CUDA device is visible" : "ringgrad was built without CUDA");
   const int n = cuda::device_count();
   RG_CHECK(d.index < n, "--device ", text, ": ", d.str(), " does not exist (", n, " CUDA device(s) visible)");
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  RG_CHECK(n > 0, "cannot find this program's path (/proc/self/exe) to start the ranks");
-  return std::string(buf, static_cast<size_t>(n));
 }
 
 }  // namespace
@@ -153,7 +144,8 @@ std::string describe(const DistContext& d, int64_t batch, bool global_batch) {
 int run_self_launch(const DevicePlan& plan, const std::string& command, const std::vector<std::string>& args) {
   dist::LaunchOptions o;
   o.nproc_per_node = static_cast<int>(plan.devices.size());
-  o.program = self_exe();
+  // This very image, even if a rebuild has replaced the file meanwhile (the child execs it after fork).
+  o.program = "/proc/self/exe";
   o.args = {command};
   o.args.insert(o.args.end(), args.begin(), args.end());
   o.verbose = false;  // our own table: the launcher's would map rank r to cuda:r whatever --device says

@@ -104,6 +104,8 @@ Trainer::Trainer(const TrainOptions& opts, Task& task, const DevicePlan& plan, D
 
 Trainer::~Trainer() = default;
 
+dist::DistributedDataParallel* Trainer::ddp() const { return impl_->ddp.get(); }
+
 void Trainer::log(int level, const std::string& s) const {
   if (o_.verbosity >= level) {
     std::printf("%s\n", s.c_str());

@@ -13,6 +13,10 @@
 #include "train/options.h"
 #include "train/task.h"
 
+namespace rg::dist {
+class DistributedDataParallel;
+}
+
 namespace rg::train {
 
 // One epoch as reported (and written to results.csv).
@@ -81,6 +85,8 @@ class Trainer {
   const DistContext& dist() const { return dist_; }
   int64_t batches_per_epoch() const { return nb_; }
   int64_t accumulate() const { return accumulate_; }
+  // The DDP wrapper when distributed (its stats, e.g. synchronised backwards), else null.
+  dist::DistributedDataParallel* ddp() const;
   // Writes a checkpoint of the current state (Note [Loop state]) to `path`, atomically. Call on
   // rank 0 only, between steps.
   void save_checkpoint(const std::string& path) const;
