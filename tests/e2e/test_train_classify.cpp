@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <string>
 
-#include "apps/trainer_classify.h"
+#include "apps/tasks/classify.h"
 #include "core/cuda_api.h"
 #include "core/cudnn_config.h"
 #include "core/json.h"
@@ -46,7 +46,7 @@ std::string make_shapes(const TempDir& d, const std::string& name, int64_t class
 ClassifyConfig small_config(const std::string& data, const std::string& out) {
   ClassifyConfig c;
   c.data = data;
-  c.make_data_if_missing = false;
+  c.make_data = false;
   c.small_input = true;
   c.width = 8;
   c.batch_size = 32;

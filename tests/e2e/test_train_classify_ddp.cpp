@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/trainer_classify.h"
+#include "apps/tasks/classify.h"
 #include "autograd/grad_mode.h"
 #include "core/json.h"
 #include "core/native.h"

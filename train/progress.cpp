@@ -1,12 +1,12 @@
-// Progress bar and duration formatting for the trainers (apps/trainer_progress.h).
-#include "apps/trainer_progress.h"
+// Progress bar and duration formatting for the training engine (train/progress.h).
+#include "train/progress.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 
-namespace rg::app {
+namespace rg::train {
 
 bool stdout_is_tty() { return ::isatty(STDOUT_FILENO) == 1; }
 
@@ -22,11 +22,12 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-ProgressBar::ProgressBar(std::string prefix, int64_t total_steps, bool tty, int64_t log_every)
+ProgressBar::ProgressBar(std::string prefix, int64_t total_steps, bool tty, int64_t log_every, int64_t start_step)
     : prefix_(std::move(prefix)),
       total_(total_steps),
       tty_(tty),
       every_(log_every > 0 ? log_every : std::max<int64_t>(1, (total_steps + 4) / 5)),
+      start_step_(start_step),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -38,14 +39,15 @@ bool ProgressBar::due(int64_t done) const {
   if (done >= total_) return !tty_;  // the final state is the epoch summary on a terminal
   if (!tty_) return done % every_ == 0;
   const auto now = std::chrono::steady_clock::now();
-  return done == 1 || std::chrono::duration<double>(now - last_draw_).count() >= 0.25;
+  return done == start_step_ + 1 || std::chrono::duration<double>(now - last_draw_).count() >= 0.25;
 }
 
 void ProgressBar::update(int64_t done, int64_t images_done, const std::string& stats) {
   last_draw_ = std::chrono::steady_clock::now();
   const double t = elapsed();
   const double ips = t > 0 ? static_cast<double>(images_done) / t : 0.0;
-  const double eta = done > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(done) : 0.0;
+  const int64_t run = done - start_step_;
+  const double eta = run > 0 ? t * static_cast<double>(total_ - done) / static_cast<double>(run) : 0.0;
   constexpr int kWidth = 24;
   const int fill = total_ > 0 ? static_cast<int>(kWidth * done / total_) : kWidth;
   std::string bar(static_cast<size_t>(kWidth), ' ');
@@ -71,4 +73,4 @@ void ProgressBar::finish() {
   }
 }
 
-}  // namespace rg::app
+}  // namespace rg::train
