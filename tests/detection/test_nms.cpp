@@ -210,15 +210,16 @@ TEST_CASE("yolo_decode: darknet's formulas on a hand-made two-head output") {
   Tensor flat = zeros({1, 18, 6});
   // head 32, cell (gy 0, gx 1): tx = 0 -> cx = (0.5 + 1) 32 = 48; tw = log 2 -> w = 40; th = 0 -> h = 40
   flat.select(0, 0).select(0, 1).copy_(from_vector<double>({0, 0, std::log(2.0), 0, 0, 0}));
-  // head 16, anchor 1, cell (gy 1, gx 2): row 2 + 1 * 8 + 1 * 4 + 2 = 16; tx = ty = 0 with s = 1.2:
-  // cx = (0.5 * 1.2 - 0.1 + 2) 16 = 40, cy = (0.6 - 0.1 + 1) 16 = 24; w = 16, h = 4
-  flat.select(0, 0).select(0, 16).copy_(from_vector<double>({0, 0, 0, 0, 2, -2}));
+  // head 16, anchor 1, cell (gy 1, gx 2): row 2 + 1 * 8 + 1 * 4 + 2 = 16; tx = ln 3, ty = -ln 3 (sigmoid
+  // 0.75 and 0.25) with s = 1.2: cx = (0.75 * 1.2 - 0.1 + 2) 16 = 44.8, cy = (0.3 - 0.1 + 1) 16 = 19.2;
+  // w = 16, h = 4
+  flat.select(0, 0).select(0, 16).copy_(from_vector<double>({std::log(3.0), -std::log(3.0), 0, 0, 2, -2}));
   const Tensor d = yolo_decode(flat, {h32, h16}, 32, 64);
   REQUIRE(d.sizes() == Shape{1, 18, 6});
   const rg::test::Tol tol{1e-5, 1e-6};
   RG_CHECK_CLOSE(d.select(0, 0).select(0, 1), from_vector<double>({48, 16, 40, 40, 0.5, 0.5}).to(DType::f32), tol);
   const double s2 = 1 / (1 + std::exp(-2.0));
-  RG_CHECK_CLOSE(d.select(0, 0).select(0, 16), from_vector<double>({40, 24, 16, 4, s2, 1 - s2}).to(DType::f32), tol);
+  RG_CHECK_CLOSE(d.select(0, 0).select(0, 16), from_vector<double>({44.8, 19.2, 16, 4, s2, 1 - s2}).to(DType::f32), tol);
   // head 32, cell (0, 0): cx = 16, cy = 16, anchor 20 x 40
   RG_CHECK_CLOSE(d.select(0, 0).select(0, 0), from_vector<double>({16, 16, 20, 40, 0.5, 0.5}).to(DType::f32), tol);
 }
