@@ -35,7 +35,8 @@ Boxes make_boxes(int64_t n, uint64_t seed) {
   std::uniform_real_distribution<float> u(0, 1);
   const int64_t objects = std::max<int64_t>(1, n / 20);
   std::vector<float> obj;
-  for (int64_t k = 0; k < objects; ++k) obj.insert(obj.end(), {u(g) * 1280, u(g) * 1280, 16 + u(g) * 144, 16 + u(g) * 144});
+  for (int64_t k = 0; k < objects; ++k)
+    obj.insert(obj.end(), {u(g) * 1280, u(g) * 1280, 16 + u(g) * 144, 16 + u(g) * 144});
   Boxes out;
   for (int64_t i = 0; i < n; ++i) {
     const float* o = &obj[4 * static_cast<size_t>(u(g) * objects)];
@@ -125,10 +126,14 @@ int main(int argc, char** argv) {
   std::string script = "benchmarks/nms_torchvision.py";
   std::vector<int64_t> sizes = {1000, 10000, 100000};
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--cpu-only")) gpu = false;
-    else if (!std::strcmp(argv[i], "--gpu-only")) cpu = false;
-    else if (!std::strcmp(argv[i], "--no-torchvision")) tv = false;
-    else if (!std::strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
+    if (!std::strcmp(argv[i], "--cpu-only"))
+      gpu = false;
+    else if (!std::strcmp(argv[i], "--gpu-only"))
+      cpu = false;
+    else if (!std::strcmp(argv[i], "--no-torchvision"))
+      tv = false;
+    else if (!std::strcmp(argv[i], "--script") && i + 1 < argc)
+      script = argv[++i];
     else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) {
       sizes.clear();
       std::stringstream ss(argv[++i]);
@@ -138,8 +143,12 @@ int main(int argc, char** argv) {
   const bool has_gpu = gpu && cuda::device_count() > 0;
   tv = tv && cpu && torchvision_available(script);
   const double thr = 0.5;
-  std::printf("NMS at IoU %.2f, f32, clustered candidates; median ms (lower is better); ratio = reference / ours\n", thr);
-  if (!tv) std::printf("(torchvision.ops.nms: not measured: no %s, /usr/bin/python3 lacks torch/torchvision, or --no-torchvision)\n", script.c_str());
+  std::printf("NMS at IoU %.2f, f32, clustered candidates; median ms (lower is better); ratio = reference / ours\n",
+              thr);
+  if (!tv)
+    std::printf(
+        "(torchvision.ops.nms: not measured: no %s, /usr/bin/python3 lacks torch/torchvision, or --no-torchvision)\n",
+        script.c_str());
   if (gpu && !has_gpu) std::printf("(CUDA: %s)\n", bench::no_gpu_reason());
   std::printf("%8s %7s | %10s %10s %7s | %10s %7s | %10s %7s\n", "boxes", "kept", "ours cpu", "plain", "ratio",
               "torchvision", "ratio", "ours cuda", "vs cpu");
@@ -168,8 +177,9 @@ int main(int argc, char** argv) {
       t_cuda = bench::time_gpu_ms([&] { native::nms(gb, gs, thr); }, 2, reps);
     }
     std::printf("%8lld %7zu | %10s %10s %7s | %10s %7s | %10s %7s\n", static_cast<long long>(n), ours.size(),
-                fmt(cpu ? t_ours : -1).c_str(), fmt(cpu ? t_plain : -1).c_str(), fmt(cpu ? t_plain / t_ours : -1, "%.2f").c_str(),
-                fmt(t_tv).c_str(), fmt(t_tv >= 0 ? t_tv / t_ours : -1, "%.2f").c_str(), fmt(t_cuda).c_str(),
+                fmt(cpu ? t_ours : -1).c_str(), fmt(cpu ? t_plain : -1).c_str(),
+                fmt(cpu ? t_plain / t_ours : -1, "%.2f").c_str(), fmt(t_tv).c_str(),
+                fmt(t_tv >= 0 ? t_tv / t_ours : -1, "%.2f").c_str(), fmt(t_cuda).c_str(),
                 fmt(t_cuda >= 0 && cpu ? t_ours / t_cuda : -1, "%.1f").c_str());
   }
   return 0;

@@ -26,8 +26,8 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold, doub
   const Tensor b = contiguous(boxes), s = contiguous(scores);
   // the kernels compare in double against the threshold rounded to the scores' dtype, which is
   // comparing in that dtype (what `scores > threshold` does in PyTorch)
-  const double thr = score_threshold != score_threshold ? score_threshold
-                                                        : scalar_tensor(score_threshold, scores.dtype()).item();
+  const double thr =
+      score_threshold != score_threshold ? score_threshold : scalar_tensor(score_threshold, scores.dtype()).item();
   RG_CALL_KERNEL(nms, boxes.device(), keep, count, b, s, iou_threshold, thr, max_candidates);
   const auto kept = static_cast<int64_t>(count.item());
   return narrow(keep, 0, 0, kept);

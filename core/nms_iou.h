@@ -31,30 +31,48 @@ namespace rg::nms {
 // earlier kept one suppresses, stopping after max_keep kept.
 
 // One rounding per operation on the device (__f*_rn are never contracted into FMAs).
-template <typename A> RG_NMS_HD A mul(A x, A y) {
+template <typename A>
+RG_NMS_HD A mul(A x, A y) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (sizeof(A) == 4) return __fmul_rn(x, y); else return __dmul_rn(x, y);
+  if constexpr (sizeof(A) == 4)
+    return __fmul_rn(x, y);
+  else
+    return __dmul_rn(x, y);
 #else
   return x * y;
 #endif
 }
-template <typename A> RG_NMS_HD A add(A x, A y) {
+template <typename A>
+RG_NMS_HD A add(A x, A y) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (sizeof(A) == 4) return __fadd_rn(x, y); else return __dadd_rn(x, y);
+  if constexpr (sizeof(A) == 4)
+    return __fadd_rn(x, y);
+  else
+    return __dadd_rn(x, y);
 #else
   return x + y;
 #endif
 }
-template <typename A> RG_NMS_HD A sub(A x, A y) {
+template <typename A>
+RG_NMS_HD A sub(A x, A y) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (sizeof(A) == 4) return __fsub_rn(x, y); else return __dsub_rn(x, y);
+  if constexpr (sizeof(A) == 4)
+    return __fsub_rn(x, y);
+  else
+    return __dsub_rn(x, y);
 #else
   return x - y;
 #endif
 }
 
-template <typename A> RG_NMS_HD A max_(A a, A b) { return a > b ? a : b; }
-template <typename A> RG_NMS_HD A min_(A a, A b) { return a < b ? a : b; }
+template <typename A>
+RG_NMS_HD A max_(A a, A b) {
+  return a > b ? a : b;
+}
+template <typename A>
+RG_NMS_HD A min_(A a, A b) {
+  return a < b ? a : b;
+}
 
 template <typename A>
 RG_NMS_HD A area(const A* b) {  // b: (x1, y1, x2, y2)

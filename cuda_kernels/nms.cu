@@ -3,7 +3,6 @@
 // greedy reduction of that mask on the device as well (one block), so nothing but the candidate count
 // crosses to the host. Same order and overlap test as the CPU: Note [NMS formulas] in core/nms_iou.h.
 #include <cub/device/device_radix_sort.cuh>
-
 #include <limits>
 
 #include "core/native.h"
@@ -174,7 +173,8 @@ void nms_typed(const Tensor& keep, const Tensor& num_kept, const Tensor& boxes, 
     RG_CUDA_CHECK(cudaMemsetAsync(num_kept.data_ptr(), 0, sizeof(int64_t), stream()));
     return;
   }
-  RG_CHECK(col_blocks <= 65535, "nms: ", n, " candidates exceed the CUDA kernel's limit of 65535 * 64 (use max_candidates)");
+  RG_CHECK(col_blocks <= 65535, "nms: ", n,
+           " candidates exceed the CUDA kernel's limit of 65535 * 64 (use max_candidates)");
   Tensor sorted = empty({n, 4}, TensorOptions(acc).device(d));
   Tensor areas = empty({n}, TensorOptions(acc).device(d));
   nms_gather_fwd_kernel<T, A><<<grid_for(n), kThreads, 0, stream()>>>(
@@ -200,7 +200,8 @@ void nms_typed(const Tensor& keep, const Tensor& num_kept, const Tensor& boxes, 
 void nms_cuda(const Tensor& keep, const Tensor& num_kept, const Tensor& boxes, const Tensor& scores,
               double iou_threshold, double score_threshold, int64_t max_candidates) {
   // keep (K) i64, num_kept (1) i64, boxes (N, 4), scores (N): contiguous, checked by native::nms
-  RG_CHECK(keep.is_contiguous() && boxes.is_contiguous() && scores.is_contiguous(), "nms: the kernel needs contiguous tensors");
+  RG_CHECK(keep.is_contiguous() && boxes.is_contiguous() && scores.is_contiguous(),
+           "nms: the kernel needs contiguous tensors");
   if (scores.numel() == 0) {
     RG_CUDA_CHECK(cudaMemsetAsync(num_kept.data_ptr(), 0, sizeof(int64_t), stream()));
     return;

@@ -211,8 +211,8 @@ void check_records(std::vector<ImageRecord>& records, int64_t K) {
     RG_CHECK(i == 0 || records[i - 1].image_id != r.image_id, "evaluate_detections: image id ", r.image_id,
              " appears in two records");
     for (const GtBox& g : r.gts) {
-      RG_CHECK(g.category >= 0 && g.category < K, "evaluate_detections: image ", r.image_id, " has a ground-truth box of ",
-               "category ", g.category, ", outside 0..", K - 1);
+      RG_CHECK(g.category >= 0 && g.category < K, "evaluate_detections: image ", r.image_id,
+               " has a ground-truth box of ", "category ", g.category, ", outside 0..", K - 1);
       RG_CHECK(std::isfinite(g.x) && std::isfinite(g.y) && std::isfinite(g.w) && std::isfinite(g.h),
                "evaluate_detections: image ", r.image_id, " has a ground-truth box that is not finite");
     }
@@ -314,27 +314,27 @@ DetectionMetrics evaluate_detections(std::vector<ImageRecord> records, const Eva
 }
 
 std::string DetectionMetrics::summary() const {
-  static const char* kLines[12] = {
-      " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
-      " Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]",
-      " Average Precision  (AP) @[ IoU=0.75      | area=   all | maxDets=100 ]",
-      " Average Precision  (AP) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
-      " Average Precision  (AP) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
-      " Average Precision  (AP) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=  1 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets= 10 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
-      " Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"};
+  static const char* kLines[12] = {" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
+                                   " Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]",
+                                   " Average Precision  (AP) @[ IoU=0.75      | area=   all | maxDets=100 ]",
+                                   " Average Precision  (AP) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
+                                   " Average Precision  (AP) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
+                                   " Average Precision  (AP) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=  1 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets= 10 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
+                                   " Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"};
   std::string s;
   char buf[160];
   for (int i = 0; i < 12; ++i) {
     std::snprintf(buf, sizeof(buf), "%s = %.3f\n", kLines[i], stats[i]);
     s += buf;
   }
-  std::snprintf(buf, sizeof(buf), "mAP@0.5 %.4f  mAP@[.5:.95] %.4f  P %.4f  R %.4f  (best F1 at conf %.3f)  fitness %.4f\n",
-                map50, map, precision, recall, best_conf, fitness);
+  std::snprintf(buf, sizeof(buf),
+                "mAP@0.5 %.4f  mAP@[.5:.95] %.4f  P %.4f  R %.4f  (best F1 at conf %.3f)  fitness %.4f\n", map50, map,
+                precision, recall, best_conf, fitness);
   return s + buf;
 }
 

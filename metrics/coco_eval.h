@@ -41,8 +41,8 @@ struct EvalOptions {
 };
 
 struct DetectionMetrics {
-  std::array<double, 12> stats{};  // COCOeval.stats
-  double map50 = -1, map = -1;     // mAP@0.5, mAP@[.5:.95] (stats[1], stats[0] with Coco101)
+  std::array<double, 12> stats{};                    // COCOeval.stats
+  double map50 = -1, map = -1;                       // mAP@0.5, mAP@[.5:.95] (stats[1], stats[0] with Coco101)
   std::vector<double> ap50_per_class, ap_per_class;  // (num_classes), -1 without ground truth
   // ultralytics' ap_per_class P and R: per class with ground truth, precision and recall against
   // confidence (np.interp at 1000 points in [0, 1]), at the confidence with the best class-mean F1;

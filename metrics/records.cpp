@@ -49,14 +49,15 @@ class Reader {
 ImageRecord make_record(int64_t image_id, const Tensor& detections, const Tensor& ground_truth, const Tensor& crowd,
                         const Tensor& difficult) {
   RG_CHECK(detections.defined() && detections.dim() == 2 && detections.size(1) == 6, "make_record: detections must be ",
-           "(n, 6) [x1, y1, x2, y2, score, class], got ", detections.defined() ? shape_str(detections.sizes()) : "undefined");
+           "(n, 6) [x1, y1, x2, y2, score, class], got ",
+           detections.defined() ? shape_str(detections.sizes()) : "undefined");
   RG_CHECK(ground_truth.defined() && ground_truth.dim() == 2 && ground_truth.size(1) == 5, "make_record: ground truth ",
            "must be (m, 5) [class, x1, y1, x2, y2], got ",
            ground_truth.defined() ? shape_str(ground_truth.sizes()) : "undefined");
   const int64_t m = ground_truth.size(0);
   for (const Tensor* f : {&crowd, &difficult}) {
-    RG_CHECK(!f->defined() || (f->dim() == 1 && f->size(0) == m), "make_record: crowd and difficult flags must be (",
-             m, "), got ", f->defined() ? shape_str(f->sizes()) : "");
+    RG_CHECK(!f->defined() || (f->dim() == 1 && f->size(0) == m), "make_record: crowd and difficult flags must be (", m,
+             "), got ", f->defined() ? shape_str(f->sizes()) : "");
   }
   ImageRecord r;
   r.image_id = image_id;
@@ -97,8 +98,8 @@ std::vector<uint8_t> serialize_records(const std::vector<ImageRecord>& records) 
 }
 
 std::vector<ImageRecord> deserialize_records(const uint8_t* data, size_t size) {
-  RG_CHECK(size >= 4 && std::memcmp(data, kMagic, 4) == 0, "deserialize_records: not a record blob (",
-           size, " bytes, no RGDR magic)");
+  RG_CHECK(size >= 4 && std::memcmp(data, kMagic, 4) == 0, "deserialize_records: not a record blob (", size,
+           " bytes, no RGDR magic)");
   Reader in(data + 4, size - 4);
   const auto version = in.get<uint32_t>("the version");
   RG_CHECK(version == kVersion, "deserialize_records: version ", version, ", this build reads version ", kVersion);

@@ -17,10 +17,14 @@ using autograd::TensorList;
 
 const char* iou_kind_name(IouKind k) {
   switch (k) {
-    case IouKind::IoU: return "iou";
-    case IouKind::GIoU: return "giou";
-    case IouKind::DIoU: return "diou";
-    case IouKind::CIoU: return "ciou";
+    case IouKind::IoU:
+      return "iou";
+    case IouKind::GIoU:
+      return "giou";
+    case IouKind::DIoU:
+      return "diou";
+    case IouKind::CIoU:
+      return "ciou";
   }
   return "?";
 }
@@ -47,7 +51,8 @@ struct Atan2Backward : Node {
   }
   TensorList apply(TensorList&& g) override {
     const Tensor yv = y.unpack(this), xv = x.unpack(this);
-    const Tensor r2 = native::binary(BinaryOp::Add, native::unary(UnaryOp::Square, yv), native::unary(UnaryOp::Square, xv));
+    const Tensor r2 =
+        native::binary(BinaryOp::Add, native::unary(UnaryOp::Square, yv), native::unary(UnaryOp::Square, xv));
     const Tensor gr = native::binary(BinaryOp::Div, g[0], r2);
     Tensor gy, gx;
     if (next_edges[0].valid()) gy = native::binary(BinaryOp::Mul, gr, xv);
@@ -118,7 +123,8 @@ Tensor box_iou(const Tensor& box1, const Tensor& box2, IouKind kind, const BoxIo
 
 Tensor box_iou_matrix(const Tensor& a, const Tensor& b) {
   RG_CHECK(a.dim() == 2 && a.size(1) == 4 && b.dim() == 2 && b.size(1) == 4,
-           "box_iou_matrix: boxes must be (N, 4) and (M, 4), got ", shape_str(a.sizes()), " and ", shape_str(b.sizes()));
+           "box_iou_matrix: boxes must be (N, 4) and (M, 4), got ", shape_str(a.sizes()), " and ",
+           shape_str(b.sizes()));
   NoGradGuard ng;
   const Tensor A = a.detach().unsqueeze(1), B = b.detach().unsqueeze(0);  // (N, 1, 4), (1, M, 4)
   const Corners ca = corners(A, false), cb = corners(B, false);
@@ -131,13 +137,15 @@ Tensor box_iou_matrix(const Tensor& a, const Tensor& b) {
 }
 
 Tensor xywh_to_xyxy(const Tensor& boxes) {
-  RG_CHECK(boxes.dim() >= 1 && boxes.size(-1) == 4, "xywh_to_xyxy: boxes must be (..., 4), got ", shape_str(boxes.sizes()));
+  RG_CHECK(boxes.dim() >= 1 && boxes.size(-1) == 4, "xywh_to_xyxy: boxes must be (..., 4), got ",
+           shape_str(boxes.sizes()));
   const Corners c = corners(boxes, true);
   return stack({c.x1, c.y1, c.x2, c.y2}, -1);
 }
 
 Tensor xyxy_to_xywh(const Tensor& boxes) {
-  RG_CHECK(boxes.dim() >= 1 && boxes.size(-1) == 4, "xyxy_to_xywh: boxes must be (..., 4), got ", shape_str(boxes.sizes()));
+  RG_CHECK(boxes.dim() >= 1 && boxes.size(-1) == 4, "xyxy_to_xywh: boxes must be (..., 4), got ",
+           shape_str(boxes.sizes()));
   const Corners c = corners(boxes, false);
   return stack({(c.x1 + c.x2) * 0.5, (c.y1 + c.y2) * 0.5, c.x2 - c.x1, c.y2 - c.y1}, -1);
 }

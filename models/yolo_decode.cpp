@@ -38,14 +38,16 @@ Tensor yolo_decode(const Tensor& flat, const std::vector<YoloHeadSpec>& heads, i
 
 Tensor batched_nms(const Tensor& boxes, const Tensor& scores, const Tensor& idxs, double iou_threshold,
                    double score_threshold, int64_t max_candidates, int64_t max_keep) {
-  RG_CHECK(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0), "batched_nms: idxs must be (N) with N = ",
-           boxes.size(0), ", got ", idxs.defined() ? shape_str(idxs.sizes()) : "undefined");
+  RG_CHECK(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
+           "batched_nms: idxs must be (N) with N = ", boxes.size(0), ", got ",
+           idxs.defined() ? shape_str(idxs.sizes()) : "undefined");
   NoGradGuard ng;
-  if (boxes.size(0) == 0) return native::nms(boxes.detach(), scores.detach(), iou_threshold, score_threshold,
-                                             max_candidates, max_keep);
+  if (boxes.size(0) == 0)
+    return native::nms(boxes.detach(), scores.detach(), iou_threshold, score_threshold, max_candidates, max_keep);
   const Tensor b = boxes.detach(), s = scores.detach();
   // torchvision's coordinate trick, over the boxes that can be kept: offset = class * (max coordinate + 1)
-  const Tensor thr = scalar_tensor(score_threshold, TensorOptions(s.dtype()).device(s.device()));  // as native::nms rounds it
+  const Tensor thr =
+      scalar_tensor(score_threshold, TensorOptions(s.dtype()).device(s.device()));  // as native::nms rounds it
   const Tensor cand = gt(s, thr).unsqueeze(1);
   const Tensor lowest = full({}, -std::numeric_limits<double>::infinity(), TensorOptions(b.dtype()).device(b.device()));
   const Tensor max_coord = amax(where(cand, b, lowest));

@@ -29,9 +29,10 @@ namespace F = rg::nn::functional;
 //           (cx W - gi, cy H - gj, w W, h H); lbox_i = mean over matches of 1 - CIoU (or GIoU ...,
 //           Note [Box IoU formulas]); 0 without matches.
 //   obj:    tobj = 0 everywhere but the matched cells, which get (1 - gr) + gr clamp(IoU, 0), the IoU
-//           detached (gr = iou_ratio, the reference's model.gr = 1); where several matches hit one (image, anchor, cell), the last in
-//           (anchor, target) order wins, as PyTorch's CPU index_put_ does. lobj_i = mean over all
-//           B A H W cells of BCE(obj logit, tobj) (pos_weight obj_pw), times balance_i.
+//           detached (gr = iou_ratio, the reference's model.gr = 1); where several matches hit one
+//           (image, anchor, cell), the last in (anchor, target) order wins, as PyTorch's CPU index_put_
+//           does. lobj_i = mean over all B A H W cells of BCE(obj logit, tobj) (pos_weight obj_pw),
+//           times balance_i.
 //   cls:    when C > 1, mean over matches x classes of BCE(class logits, one-hot) with the targets
 //           1 - eps/2 and eps/2 (label smoothing eps, pos_weight cls_pw).
 // balance: (4.0, 1.0, 0.4) for three heads, else yolov5's (4.0, 1.0, 0.25, 0.06, 0.02), given by
@@ -75,8 +76,8 @@ namespace {
 // One head's slice of the flat prediction and the geometry to index it.
 struct Head {
   const YoloHeadSpec* spec = nullptr;
-  int64_t index = 0;      // head number
-  int64_t row0 = 0;       // first row of this head in the flat output
+  int64_t index = 0;  // head number
+  int64_t row0 = 0;   // first row of this head in the flat output
   int64_t A = 0, H = 0, W = 0;
   int64_t rows() const { return A * H * W; }
 };
@@ -104,9 +105,9 @@ std::vector<Head> layout(const std::vector<YoloHeadSpec>& heads, int64_t input_h
     out.push_back({&s, static_cast<int64_t>(i), row, s.num_anchors(), s.grid_h(input_h), s.grid_w(input_w)});
     row += s.rows(input_h, input_w);
   }
-  RG_CHECK(pred.dim() == 3 && pred.size(1) == row && pred.size(2) == 5 + heads[0].num_classes,
-           "yolo_loss: prediction ", shape_str(pred.sizes()), " does not match the heads: expected (B, ", row, ", ",
-           5 + heads[0].num_classes, ") for an input of ", input_h, "x", input_w);
+  RG_CHECK(pred.dim() == 3 && pred.size(1) == row && pred.size(2) == 5 + heads[0].num_classes, "yolo_loss: prediction ",
+           shape_str(pred.sizes()), " does not match the heads: expected (B, ", row, ", ", 5 + heads[0].num_classes,
+           ") for an input of ", input_h, "x", input_w);
   return out;
 }
 
@@ -133,6 +134,11 @@ Tensor checked_targets(const Tensor& targets, int64_t batch, int64_t classes, DT
   return t;
 }
 
+// A (2) tensor (x, y) in like's dtype and device.
+Tensor xy(double x, double y, const Tensor& like) {
+  return from_vector<double>({x, y}).to(like.device(), like.dtype());
+}
+
 Tensor anchors_tensor(const std::vector<std::array<float, 2>>& anchors, double scale, const Tensor& like) {
   std::vector<double> v;
   for (const auto& a : anchors) {
@@ -146,16 +152,17 @@ Tensor anchors_tensor(const std::vector<std::array<float, 2>>& anchors, double s
 HeadTargets locate(const Tensor& t, const Tensor& match, const Head& h, int64_t rows_total) {
   HeadTargets out;
   out.match = match;
-  const Tensor grid = from_vector<double>({static_cast<double>(h.W), static_cast<double>(h.H)}).to(t.device(), t.dtype());
-  const Tensor hi = from_vector<double>({static_cast<double>(h.W - 1), static_cast<double>(h.H - 1)}).to(t.device(), t.dtype());
+  const Tensor grid = xy(h.W, h.H, t);
+  const Tensor hi = xy(h.W - 1, h.H - 1, t);
   out.gij = minimum(clamp_min(floor(t.slice(1, 2, 4) * grid), 0.0), hi);  // (N, 2)
   const Tensor b = t.select(1, 0).to(DType::f64), gi = out.gij.select(1, 0).to(DType::f64),
                gj = out.gij.select(1, 1).to(DType::f64);
   const double hw = static_cast<double>(h.H * h.W);
-  out.cell = b * hw + gj * static_cast<double>(h.W) + gi;                                          // (N)
-  const Tensor a = arange(static_cast<double>(h.A), TensorOptions(DType::f64).device(t.device())).unsqueeze(1) * hw;  // (A, 1)
-  const Tensor in_head = gj * static_cast<double>(h.W) + gi;                                       // (N)
-  out.local = (b * static_cast<double>(h.rows()) + in_head).unsqueeze(0) + a;                      // (A, N)
+  out.cell = b * hw + gj * static_cast<double>(h.W) + gi;  // (N)
+  const Tensor a =
+      arange(static_cast<double>(h.A), TensorOptions(DType::f64).device(t.device())).unsqueeze(1) * hw;  // (A, 1)
+  const Tensor in_head = gj * static_cast<double>(h.W) + gi;                                             // (N)
+  out.local = (b * static_cast<double>(h.rows()) + in_head).unsqueeze(0) + a;                            // (A, N)
   out.row = (b * static_cast<double>(rows_total) + (in_head + static_cast<double>(h.row0))).unsqueeze(0) + a;
   out.local = out.local.to(DType::i64);
   out.row = out.row.to(DType::i64);
@@ -164,11 +171,11 @@ HeadTargets locate(const Tensor& t, const Tensor& match, const Head& h, int64_t 
 
 // v3 matching: (A, N) true where max(r, 1/r) < anchor_t for both of the target's w, h ratios.
 Tensor v3_match(const Tensor& t, const Head& h, double anchor_t, int64_t input_h, int64_t input_w) {
-  const Tensor size = from_vector<double>({static_cast<double>(input_w), static_cast<double>(input_h)}).to(t.device(), t.dtype());
+  const Tensor size = xy(input_w, input_h, t);
   const Tensor wh = (t.slice(1, 4, 6) * size).unsqueeze(0);                 // (1, N, 2) pixels
   const Tensor anc = anchors_tensor(h.spec->anchors, 1.0, t).unsqueeze(1);  // (A, 1, 2) pixels
   const Tensor r = wh / anc;
-  const Tensor worst = amax(maximum(r, reciprocal(r)), {2});                // (A, N)
+  const Tensor worst = amax(maximum(r, reciprocal(r)), {2});  // (A, N)
   return lt(worst, anchor_t);
 }
 
@@ -176,13 +183,14 @@ Tensor v3_match(const Tensor& t, const Head& h, double anchor_t, int64_t input_h
 Tensor darknet_match(const Tensor& t, const Head& h, int64_t input_h, int64_t input_w) {
   const YoloHeadSpec& s = *h.spec;
   const auto& all = s.all_anchors.empty() ? s.anchors : s.all_anchors;
-  const Tensor size = from_vector<double>({static_cast<double>(input_w), static_cast<double>(input_h)}).to(t.device(), t.dtype());
-  const Tensor wh = (t.slice(1, 4, 6) * size).unsqueeze(1);  // (N, 1, 2)
+  const Tensor size = xy(input_w, input_h, t);
+  const Tensor wh = (t.slice(1, 4, 6) * size).unsqueeze(1);     // (N, 1, 2)
   const Tensor anc = anchors_tensor(all, 1.0, t).unsqueeze(0);  // (1, K, 2)
   const Tensor m = minimum(wh, anc);
   const Tensor inter = m.select(2, 0) * m.select(2, 1);
-  const Tensor iou = inter / (wh.select(2, 0) * wh.select(2, 1) + anc.select(2, 0) * anc.select(2, 1) - inter);  // (N, K)
-  const Tensor best = argmax(iou, 1).to(DType::f64);                                                           // (N)
+  const Tensor iou =
+      inter / (wh.select(2, 0) * wh.select(2, 1) + anc.select(2, 0) * anc.select(2, 1) - inter);  // (N, K)
+  const Tensor best = argmax(iou, 1).to(DType::f64);                                              // (N)
   const Tensor valid = logical_and(gt(t.select(1, 4), 0.0), gt(t.select(1, 5), 0.0));
   std::vector<double> mask;
   for (int64_t m_i : s.mask) mask.push_back(static_cast<double>(m_i));
@@ -190,8 +198,8 @@ Tensor darknet_match(const Tensor& t, const Head& h, int64_t input_h, int64_t in
     mask.clear();
     for (int64_t a = 0; a < h.A; ++a) mask.push_back(static_cast<double>(a));
   }
-  RG_CHECK(static_cast<int64_t>(mask.size()) == h.A, "yolo_loss: head ", h.index, " has ", h.A, " anchors but a mask of ",
-           mask.size());
+  RG_CHECK(static_cast<int64_t>(mask.size()) == h.A, "yolo_loss: head ", h.index, " has ", h.A,
+           " anchors but a mask of ", mask.size());
   const Tensor mk = from_vector<double>(mask).to(t.device()).unsqueeze(1);  // (A, 1)
   return logical_and(eq(best.unsqueeze(0), mk), valid.unsqueeze(0));
 }
@@ -210,8 +218,8 @@ HeadTargets assign(const Tensor& t, const Head& h, int64_t rows_total, int64_t i
     e.cell = zeros({0}, f64);
     return e;
   }
-  const Tensor m = o.kind == YoloLossKind::V3 ? v3_match(t, h, o.anchor_t, input_h, input_w)
-                                              : darknet_match(t, h, input_h, input_w);
+  const Tensor m =
+      o.kind == YoloLossKind::V3 ? v3_match(t, h, o.anchor_t, input_h, input_w) : darknet_match(t, h, input_h, input_w);
   return locate(t, m, h, rows_total);
 }
 
@@ -223,8 +231,8 @@ std::vector<double> v3_balance(const std::vector<Head>& heads, const YoloLossOpt
     RG_CHECK(o.balance.size() == nl, "yolo_loss: ", o.balance.size(), " balance weights for ", nl, " heads");
     return o.balance;
   }
-  const std::vector<double> by_stride = nl == 3 ? std::vector<double>{4.0, 1.0, 0.4}
-                                                : std::vector<double>{4.0, 1.0, 0.25, 0.06, 0.02};
+  const std::vector<double> by_stride =
+      nl == 3 ? std::vector<double>{4.0, 1.0, 0.4} : std::vector<double>{4.0, 1.0, 0.25, 0.06, 0.02};
   RG_CHECK(nl <= by_stride.size(), "yolo_loss: no default balance for ", nl, " heads (give balance)");
   std::vector<size_t> order(nl);
   for (size_t i = 0; i < nl; ++i) order[i] = i;
@@ -243,7 +251,7 @@ Tensor last_writer(const HeadTargets& ht) {
   const int64_t N = ht.cell.size(0);
   const Tensor same = eq(ht.cell.unsqueeze(1), ht.cell.unsqueeze(0));  // (N, N)
   const Tensor idx = arange(static_cast<double>(N), TensorOptions(DType::f64).device(ht.cell.device()));
-  const Tensor later = logical_and(same, gt(idx.unsqueeze(0), idx.unsqueeze(1)));  // [n, n']: n' > n, same cell
+  const Tensor later = logical_and(same, gt(idx.unsqueeze(0), idx.unsqueeze(1)));   // [n, n']: n' > n, same cell
   const Tensor counts = matmul(ht.match.to(DType::f32), later.to(DType::f32).t());  // (A, N)
   return logical_and(ht.match, eq(counts, 0.0));
 }
@@ -266,7 +274,7 @@ Terms v3_head(const Tensor& flat_rows, const Tensor& pred, const Tensor& t, cons
     const Tensor anc = anchors_tensor(h.spec->anchors, 1.0 / static_cast<double>(h.spec->stride), pred);  // (A, 2)
     const Tensor anc_pairs = anc.unsqueeze(1).expand({h.A, N, 2}).reshape({h.A * N, 2});
     const Tensor pbox = cat({sigmoid(ps.slice(1, 0, 2)), clamp_max(exp(ps.slice(1, 2, 4)), 1e3) * anc_pairs}, 1);
-    const Tensor grid = from_vector<double>({static_cast<double>(h.W), static_cast<double>(h.H)}).to(pred.device(), pred.dtype());
+    const Tensor grid = xy(h.W, h.H, pred);
     const Tensor tb = cat({t.slice(1, 2, 4) * grid - ht.gij, t.slice(1, 4, 6) * grid}, 1);  // (N, 4)
     const Tensor safe = from_vector<double>({0.5, 0.5, 1.0, 1.0}).to(pred.device(), pred.dtype());
     const Tensor tbox = where(m.unsqueeze(1), tb.unsqueeze(0).expand({h.A, N, 4}).reshape({h.A * N, 4}), safe);
@@ -279,9 +287,11 @@ Terms v3_head(const Tensor& flat_rows, const Tensor& pred, const Tensor& t, cons
       const double cp = 1.0 - 0.5 * o.label_smoothing, cn = 0.5 * o.label_smoothing;
       const Tensor cls = t.select(1, 1).unsqueeze(0).expand({h.A, N}).reshape({h.A * N, 1});
       const Tensor classes = arange(static_cast<double>(C), TensorOptions(pred.dtype()).device(pred.device()));
-      const Tensor tc = where(eq(cls, classes.unsqueeze(0)), full({}, cp, TensorOptions(pred.dtype()).device(pred.device())),
-                              full({}, cn, TensorOptions(pred.dtype()).device(pred.device())));
-      const Tensor pw = o.cls_pw == 1.0 ? Tensor() : full({C}, o.cls_pw, TensorOptions(pred.dtype()).device(pred.device()));
+      const Tensor tc =
+          where(eq(cls, classes.unsqueeze(0)), full({}, cp, TensorOptions(pred.dtype()).device(pred.device())),
+                full({}, cn, TensorOptions(pred.dtype()).device(pred.device())));
+      const Tensor pw =
+          o.cls_pw == 1.0 ? Tensor() : full({C}, o.cls_pw, TensorOptions(pred.dtype()).device(pred.device()));
       const Tensor bce = F::binary_cross_entropy_with_logits(ps.slice(1, 5, 5 + C), tc, pw, "none");
       out.cls = sum(where(m.unsqueeze(1), bce, zero)) / clamp_min(n * static_cast<double>(C), 1.0);
     }
@@ -349,8 +359,8 @@ Terms darknet_head(const Tensor& flat_rows, const Tensor& pred, const Tensor& t,
     const Tensor tp = t.unsqueeze(0).expand({h.A, N, 6}).reshape({h.A * N, 6});
     const Tensor gij = ht.gij.unsqueeze(0).expand({h.A, N, 2}).reshape({h.A * N, 2});
     const Tensor anc = anchors_tensor(s.anchors, 1.0, pred).unsqueeze(1).expand({h.A, N, 2}).reshape({h.A * N, 2});
-    const Tensor grid = from_vector<double>({static_cast<double>(h.W), static_cast<double>(h.H)}).to(pred.device(), pred.dtype());
-    const Tensor in = from_vector<double>({static_cast<double>(input_w), static_cast<double>(input_h)}).to(pred.device(), pred.dtype());
+    const Tensor grid = xy(h.W, h.H, pred);
+    const Tensor in = xy(input_w, input_h, pred);
     const Tensor twh = tp.slice(1, 4, 6);
     Tensor box;
     if (s.iou_loss == "mse") {
@@ -371,7 +381,8 @@ Terms darknet_head(const Tensor& flat_rows, const Tensor& pred, const Tensor& t,
     // class targets: the multi-hot of every class matched at a cell, read back at each match; a cell's
     // term is counted once (each of its k matches carries 1/k of it)
     const Tensor classes = arange(static_cast<double>(C), opts);
-    const Tensor onehot = logical_and(eq(tp.select(1, 1).unsqueeze(1), classes.unsqueeze(0)), m.unsqueeze(1)).to(pred.dtype());
+    const Tensor onehot =
+        logical_and(eq(tp.select(1, 1).unsqueeze(1), classes.unsqueeze(0)), m.unsqueeze(1)).to(pred.dtype());
     Tensor cls_t = zeros({cells, C}, opts);
     native::index_add_(cls_t, 0, ht.local.flatten(), onehot);
     const Tensor y = clamp_max(index_select(cls_t, 0, ht.local.flatten()), 1.0);  // (A N, C)
@@ -384,7 +395,7 @@ Terms darknet_head(const Tensor& flat_rows, const Tensor& pred, const Tensor& t,
   Tensor is_neg = eq(pos, 0.0);
   if (N > 0) {
     NoGradGuard ng;
-    const Tensor in = from_vector<double>({static_cast<double>(input_w), static_cast<double>(input_h)}).to(pred.device(), pred.dtype());
+    const Tensor in = xy(input_w, input_h, pred);
     const Tensor p = head.detach().view({B, h.A, h.H, h.W, 5 + C});
     const Tensor gx = arange(static_cast<double>(h.W), opts).view({1, 1, 1, h.W});
     const Tensor gy = arange(static_cast<double>(h.H), opts).view({1, 1, h.H, 1});
@@ -426,7 +437,8 @@ YoloLossResult darknet_loss(const Tensor& pred, const Tensor& t, const std::vect
 // The dtype the loss computes in: f64 stays (gradchecks), everything else is f32.
 Tensor loss_input(const Tensor& pred) {
   RG_CHECK(pred.defined() && pred.is_floating_point(), "yolo_loss: the prediction must be a floating tensor");
-  return pred.dtype() == DType::f64 || pred.dtype() == DType::f32 ? pred.contiguous() : pred.to(DType::f32).contiguous();
+  return pred.dtype() == DType::f64 || pred.dtype() == DType::f32 ? pred.contiguous()
+                                                                  : pred.to(DType::f32).contiguous();
 }
 
 }  // namespace
@@ -447,7 +459,8 @@ std::vector<YoloMatch> yolo_assignments(const Tensor& targets, const std::vector
   for (const auto& s : specs) rows += s.rows(input_h, input_w);
   const Tensor fake = empty({1, rows, 5 + (specs.empty() ? 0 : specs[0].num_classes)});
   const std::vector<Head> heads = layout(specs, input_h, input_w, fake);
-  const Tensor t = checked_targets(targets, std::numeric_limits<int32_t>::max(), specs[0].num_classes, DType::f64, kCPU);
+  const Tensor t =
+      checked_targets(targets, std::numeric_limits<int32_t>::max(), specs[0].num_classes, DType::f64, kCPU);
   std::vector<YoloMatch> out;
   for (const Head& h : heads) {
     const HeadTargets ht = assign(t, h, rows, input_h, input_w, opts);

@@ -48,7 +48,7 @@ YoloLossResult yolo_loss(const Tensor& pred, const Tensor& targets, const std::v
 struct YoloMatch {
   int64_t target, head, anchor, gj, gi;  // anchor: index into the head's masked anchors
 };
-std::vector<YoloMatch> yolo_assignments(const Tensor& targets, const std::vector<YoloHeadSpec>& heads,
-                                        int64_t input_h, int64_t input_w, const YoloLossOptions& opts = {});
+std::vector<YoloMatch> yolo_assignments(const Tensor& targets, const std::vector<YoloHeadSpec>& heads, int64_t input_h,
+                                        int64_t input_w, const YoloLossOptions& opts = {});
 
 }  // namespace rg::models

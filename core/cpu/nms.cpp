@@ -27,9 +27,8 @@ std::vector<int64_t> sorted_candidates(const T* scores, int64_t n, double score_
   for (int64_t i = 0; i < n; ++i) {
     if (static_cast<double>(cpu::cast<A>(scores[i])) > score_threshold) order.push_back(i);
   }
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return cpu::cast<A>(scores[a]) > cpu::cast<A>(scores[b]);
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return cpu::cast<A>(scores[a]) > cpu::cast<A>(scores[b]); });
   if (max_candidates > 0 && static_cast<int64_t>(order.size()) > max_candidates) order.resize(max_candidates);
   return order;
 }
@@ -70,7 +69,8 @@ int64_t greedy(const T* boxes, const std::vector<int64_t>& order, double iou_thr
 void nms_cpu(const Tensor& keep, const Tensor& num_kept, const Tensor& boxes, const Tensor& scores,
              double iou_threshold, double score_threshold, int64_t max_candidates) {
   // keep (K) i64, num_kept (1) i64, boxes (N, 4), scores (N): contiguous, checked by native::nms
-  RG_CHECK(keep.is_contiguous() && boxes.is_contiguous() && scores.is_contiguous(), "nms: the kernel needs contiguous tensors");
+  RG_CHECK(keep.is_contiguous() && boxes.is_contiguous() && scores.is_contiguous(),
+           "nms: the kernel needs contiguous tensors");
   const int64_t n = scores.numel();
   int64_t kept = 0;
   RG_DISPATCH_FLOAT(boxes.dtype(), "nms", [&] {

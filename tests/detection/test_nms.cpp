@@ -72,7 +72,8 @@ TEST_CASE("nms: overlapping boxes of one class keep the best; a distant box surv
   CHECK(ints(native::nms(b, vec({0.9, 0.8, 0.7}), 0.7)) == std::vector<int64_t>{0, 1, 2});  // 0.68 < 0.7
 }
 
-TEST_CASE("nms: the threshold is strict (IoU equal to it does not suppress) and scores must exceed the score threshold") {
+TEST_CASE(
+    "nms: the threshold is strict (IoU equal to it does not suppress) and scores must exceed the score threshold") {
   // inter 2, union 4: IoU exactly 0.5
   const Tensor b = boxes_of({{0, 0, 3, 1}, {1, 0, 4, 1}});
   CHECK(ints(native::nms(b, vec({0.9, 0.8}), 0.5)) == std::vector<int64_t>{0, 1});
@@ -111,7 +112,9 @@ TEST_CASE("nms: empty input, and argument errors name what is wrong") {
   CHECK(contains(error_of([] { native::nms(zeros({3, 5}), zeros({3}), 0.5); }), "boxes must be (N, 4)"));
   CHECK(contains(error_of([] { native::nms(zeros({3, 4}), zeros({2}), 0.5); }), "scores must be (N) with N = 3"));
   CHECK(contains(error_of([] { native::nms(zeros({3, 4}), zeros({3}, DType::f64), 0.5); }), "one floating dtype"));
-  CHECK(contains(error_of([] { native::nms(zeros({3, 4}, DType::i64), zeros({3}, DType::i64), 0.5); }),
+  CHECK(contains(error_of([] {
+                   native::nms(zeros({3, 4}, DType::i64), zeros({3}, DType::i64), 0.5);
+                 }),
                  "one floating dtype"));
 }
 
@@ -141,7 +144,7 @@ TEST_CASE("nms kernel equals a plain greedy NMS on random boxes with ties, in ev
       }
       const Tensor bt = from_vector<double>(b, {n, 4}).to(dt), st = from_vector<double>(s).to(dt);
       const std::vector<double> bv = bt.to_vector<double>(), sv = st.to_vector<double>();  // rounded to dt
-      const double score_thr = from_vector<double>({0.1}).to(dt).item();  // compared in the dtype
+      const double score_thr = from_vector<double>({0.1}).to(dt).item();                   // compared in the dtype
       for (double thr : {0.3, 0.5, 0.7}) {
         const std::vector<int64_t> want = dt == DType::f64 ? reference_nms<double>(bv, sv, thr, score_thr, -1)
                                                            : reference_nms<float>(bv, sv, thr, score_thr, -1);
@@ -153,9 +156,9 @@ TEST_CASE("nms kernel equals a plain greedy NMS on random boxes with ties, in ev
 
 TEST_CASE("non_max_suppression: scores are obj x cls, boxes corners in pixels, classes separate unless agnostic") {
   // rows (cx, cy, w, h, obj, cls0, cls1): rows 0 and 1 overlap (IoU 0.68), row 2 is elsewhere
-  const Tensor d = from_vector<double>({5, 5, 10, 10, 0.9, 0.9, 0.1,     //
-                                        6, 6, 10, 10, 0.8, 0.2, 0.9,     //
-                                        25, 25, 10, 10, 0.5, 0.6, 0.5,   //
+  const Tensor d = from_vector<double>({5,   5,   10, 10, 0.9, 0.9, 0.1,   //
+                                        6,   6,   10, 10, 0.8, 0.2, 0.9,   //
+                                        25,  25,  10, 10, 0.5, 0.6, 0.5,   //
                                         5.5, 5.5, 10, 10, 0.5, 0.1, 0.1},  // 0.05 < conf_thres
                                        {1, 4, 7});
   NmsOptions o;
@@ -165,20 +168,24 @@ TEST_CASE("non_max_suppression: scores are obj x cls, boxes corners in pixels, c
   REQUIRE(out.size() == 1);
   // row 0: class 0 score 0.81; row 1: class 1 score 0.72; row 2: class 0 score 0.30
   rg::test::Tol tol{1e-6, 0};
-  RG_CHECK_CLOSE(out[0], from_vector<double>({0, 0, 10, 10, 0.81, 0,  //
-                                              1, 1, 11, 11, 0.72, 1,   //
-                                              20, 20, 30, 30, 0.30, 0},
-                                             {3, 6}).to(DType::f32),
+  RG_CHECK_CLOSE(out[0],
+                 from_vector<double>({0, 0, 10, 10, 0.81, 0,  //
+                                      1, 1, 11, 11, 0.72, 1,  //
+                                      20, 20, 30, 30, 0.30, 0},
+                                     {3, 6})
+                     .to(DType::f32),
                  tol);
   o.agnostic = true;
   out = non_max_suppression(d, o);
-  RG_CHECK_CLOSE(out[0], from_vector<double>({0, 0, 10, 10, 0.81, 0, 20, 20, 30, 30, 0.30, 0}, {2, 6}).to(DType::f32), tol);
+  RG_CHECK_CLOSE(out[0], from_vector<double>({0, 0, 10, 10, 0.81, 0, 20, 20, 30, 30, 0.30, 0}, {2, 6}).to(DType::f32),
+                 tol);
   o.agnostic = false;
   o.max_det = 2;
   CHECK(non_max_suppression(d, o)[0].size(0) == 2);
   o.max_det = 300;
   o.classes = {1};
-  RG_CHECK_CLOSE(non_max_suppression(d, o)[0], from_vector<double>({1, 1, 11, 11, 0.72, 1}, {1, 6}).to(DType::f32), tol);
+  RG_CHECK_CLOSE(non_max_suppression(d, o)[0], from_vector<double>({1, 1, 11, 11, 0.72, 1}, {1, 6}).to(DType::f32),
+                 tol);
 }
 
 TEST_CASE("non_max_suppression multi_label: every (row, class) above the threshold is a candidate") {
@@ -219,7 +226,8 @@ TEST_CASE("yolo_decode: darknet's formulas on a hand-made two-head output") {
   const rg::test::Tol tol{1e-5, 1e-6};
   RG_CHECK_CLOSE(d.select(0, 0).select(0, 1), from_vector<double>({48, 16, 40, 40, 0.5, 0.5}).to(DType::f32), tol);
   const double s2 = 1 / (1 + std::exp(-2.0));
-  RG_CHECK_CLOSE(d.select(0, 0).select(0, 16), from_vector<double>({44.8, 19.2, 16, 4, s2, 1 - s2}).to(DType::f32), tol);
+  RG_CHECK_CLOSE(d.select(0, 0).select(0, 16), from_vector<double>({44.8, 19.2, 16, 4, s2, 1 - s2}).to(DType::f32),
+                 tol);
   // head 32, cell (0, 0): cx = 16, cy = 16, anchor 20 x 40
   RG_CHECK_CLOSE(d.select(0, 0).select(0, 0), from_vector<double>({16, 16, 20, 40, 0.5, 0.5}).to(DType::f32), tol);
 }

@@ -56,8 +56,8 @@ double iou_ref(const double* p, const double* q, bool ciou) {
   const double eps = 1e-7;
   const double ax1 = p[0] - p[2] / 2, ax2 = p[0] + p[2] / 2, ay1 = p[1] - p[3] / 2, ay2 = p[1] + p[3] / 2;
   const double bx1 = q[0] - q[2] / 2, bx2 = q[0] + q[2] / 2, by1 = q[1] - q[3] / 2, by2 = q[1] + q[3] / 2;
-  const double inter = std::max(std::min(ax2, bx2) - std::max(ax1, bx1), 0.0) *
-                       std::max(std::min(ay2, by2) - std::max(ay1, by1), 0.0);
+  const double inter =
+      std::max(std::min(ax2, bx2) - std::max(ax1, bx1), 0.0) * std::max(std::min(ay2, by2) - std::max(ay1, by1), 0.0);
   const double w1 = ax2 - ax1, h1 = ay2 - ay1 + eps, w2 = bx2 - bx1, h2 = by2 - by1 + eps;
   const double uni = w1 * h1 + w2 * h2 - inter + eps, iou = inter / uni;
   const double cw = std::max(ax2, bx2) - std::min(ax1, bx1), ch = std::max(ay2, by2) - std::min(ay1, by1);
@@ -98,7 +98,8 @@ Ref v3_reference(const std::vector<double>& pred, int64_t B, const std::vector<Y
         const int64_t gi = std::min<int64_t>(static_cast<int64_t>(t[2] * G), G - 1);
         const int64_t gj = std::min<int64_t>(static_cast<int64_t>(t[3] * G), G - 1);
         const double* p = &pred[static_cast<size_t>((b * kRows + row0 + a * G * G + gj * G + gi) * K)];
-        const double pb[4] = {sig(p[0]), sig(p[1]), std::min(std::exp(p[2]), 1e3) * aw, std::min(std::exp(p[3]), 1e3) * ah};
+        const double pb[4] = {sig(p[0]), sig(p[1]), std::min(std::exp(p[2]), 1e3) * aw,
+                              std::min(std::exp(p[3]), 1e3) * ah};
         const double tb[4] = {t[2] * G - gi, t[3] * G - gj, gw, gh};
         const double iou = iou_ref(pb, tb, o.box_iou == IouKind::CIoU);
         box_i += 1 - iou;
@@ -164,7 +165,8 @@ Ref darknet_reference(const std::vector<double>& pred, int64_t B, const std::vec
       const double scale = (2 - t[4] * t[5]) * h.iou_normalizer;
       const double tx = (t[2] * G - i + (s - 1) / 2) / s, ty = (t[3] * G - j + (s - 1) / 2) / s;
       const double tw = std::log(t[4] * kIn / h.anchors[a][0]), th = std::log(t[5] * kIn / h.anchors[a][1]);
-      lbox += scale * (s * bce(p[0], tx) + s * bce(p[1], ty) + 0.5 * std::pow(p[2] - tw, 2) + 0.5 * std::pow(p[3] - th, 2));
+      lbox +=
+          scale * (s * bce(p[0], tx) + s * bce(p[1], ty) + 0.5 * std::pow(p[2] - tw, 2) + 0.5 * std::pow(p[3] - th, 2));
       pos[static_cast<size_t>(cell)] = 1;
       hot[static_cast<size_t>(cell)][static_cast<size_t>(t[1])] = 1;
     }
@@ -176,7 +178,8 @@ Ref darknet_reference(const std::vector<double>& pred, int64_t B, const std::vec
             const double* p = &pred[static_cast<size_t>((b * kRows + row0 + a * G * G + j * G + i) * K)];
             if (pos[static_cast<size_t>(cell)]) {
               lobj += h.obj_normalizer * bce(p[4], 1);
-              for (int64_t c = 0; c < C; ++c) lcls += h.cls_normalizer * bce(p[5 + c], hot[static_cast<size_t>(cell)][c]);
+              for (int64_t c = 0; c < C; ++c)
+                lcls += h.cls_normalizer * bce(p[5 + c], hot[static_cast<size_t>(cell)][c]);
               continue;
             }
             const double box[4] = {(sig(p[0]) * s - (s - 1) / 2 + i) / G, (sig(p[1]) * s - (s - 1) / 2 + j) / G,
@@ -184,8 +187,10 @@ Ref darknet_reference(const std::vector<double>& pred, int64_t B, const std::vec
             double best = 0;
             for (const auto& t : tg) {
               if (static_cast<int64_t>(t[0]) != b) continue;
-              const double l = std::max(box[0] - box[2] / 2, t[2] - t[4] / 2), r = std::min(box[0] + box[2] / 2, t[2] + t[4] / 2);
-              const double u = std::max(box[1] - box[3] / 2, t[3] - t[5] / 2), d = std::min(box[1] + box[3] / 2, t[3] + t[5] / 2);
+              const double l = std::max(box[0] - box[2] / 2, t[2] - t[4] / 2),
+                           r = std::min(box[0] + box[2] / 2, t[2] + t[4] / 2);
+              const double u = std::max(box[1] - box[3] / 2, t[3] - t[5] / 2),
+                           d = std::min(box[1] + box[3] / 2, t[3] + t[5] / 2);
               if (r - l <= 0 || d - u <= 0) continue;
               const double inter = (r - l) * (d - u);
               best = std::max(best, inter / (box[2] * box[3] + t[4] * t[5] - inter));
@@ -245,7 +250,8 @@ TEST_CASE("v3 loss, hand case: the value equals a loop-by-loop implementation (C
     YoloLossOptions o;
     o.box_iou = kind;
     const Ref want = v3_reference(p, B, heads, kTargets, o);
-    check_close(yolo_loss(from_vector<double>(p, {B, kRows, K}), targets_tensor(kTargets), heads, kIn, kIn, o), want, 1e-10);
+    check_close(yolo_loss(from_vector<double>(p, {B, kRows, K}), targets_tensor(kTargets), heads, kIn, kIn, o), want,
+                1e-10);
     // f32 computes the same to f32 rounding
     check_close(yolo_loss(from_vector<double>(p, {B, kRows, K}).to(DType::f32), targets_tensor(kTargets).to(DType::f32),
                           heads, kIn, kIn, o),
@@ -282,7 +288,8 @@ TEST_CASE("darknet loss, hand case: best anchor over all masks, its head and cel
   q[2] = std::log(32.0 / 64);
   q[3] = std::log(40.0 / 64);
   const Ref value = darknet_reference(p, B, heads, kTargets);
-  const YoloLossResult r = yolo_loss(from_vector<double>(p, {B, kRows, K}), targets_tensor(kTargets), heads, kIn, kIn, o);
+  const YoloLossResult r =
+      yolo_loss(from_vector<double>(p, {B, kRows, K}), targets_tensor(kTargets), heads, kIn, kIn, o);
   check_close(r, value, 1e-10);
   // the ignored cell matters: without ignoring, the loss would be larger by its BCE(z, 0)
   heads[0].ignore_thresh = 1.5f;
@@ -342,7 +349,8 @@ TEST_CASE("yolo losses: no targets, images without targets, any batch size") {
       CHECK(std::isfinite(rg::test::vals(sum(abs(pred.grad())))[0]));
       // targets only in the last image: the others are all negatives
       const std::vector<std::vector<double>> last = {{static_cast<double>(B - 1), 2, 0.4, 0.4, 0.3, 0.3}};
-      const Ref w2 = kind == YoloLossKind::V3 ? v3_reference(p, B, heads, last, o) : darknet_reference(p, B, heads, last);
+      const Ref w2 =
+          kind == YoloLossKind::V3 ? v3_reference(p, B, heads, last, o) : darknet_reference(p, B, heads, last);
       CHECK(std::fabs(yolo_loss(pred.detach(), targets_tensor(last), heads, kIn, kIn, o).total.item() - w2.total) <
             1e-10 * std::max(1.0, w2.total));
     }
@@ -373,8 +381,13 @@ TEST_CASE("yolo loss: bad targets and predictions are named") {
   CHECK(contains(err(targets_tensor({{0, 3, 0.5, 0.5, 0.1, 0.1}})), "class 3 is out of range for 3 classes"));
   CHECK(contains(err(targets_tensor({{0, 0.5, 0.5, 0.5, 0.1, 0.1}})), "whole numbers"));
   CHECK(contains(err(targets_tensor({{0, 0, NAN, 0.5, 0.1, 0.1}})), "NaN or infinite"));
-  CHECK(contains(error_of([&] { yolo_loss(zeros({2, 41, 8}), zeros({0, 6}), heads, kIn, kIn); }),
+  CHECK(contains(error_of([&] {
+                   yolo_loss(zeros({2, 41, 8}), zeros({0, 6}), heads, kIn, kIn);
+                 }),
                  "does not match the heads: expected (B, 40, 8)"));
-  CHECK(contains(error_of([&] { yolo_loss(pred, zeros({0, 6}), heads, 48, 48); }), "not a multiple of head 0's stride 32"));
+  CHECK(contains(error_of([&] {
+                   yolo_loss(pred, zeros({0, 6}), heads, 48, 48);
+                 }),
+                 "not a multiple of head 0's stride 32"));
   CHECK(contains(error_of([] { parse_yolo_loss_kind("v5"); }), "unknown YOLO loss 'v5'"));
 }

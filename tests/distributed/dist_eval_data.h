@@ -35,8 +35,12 @@ inline metrics::ImageRecord eval_image(int64_t i) {
     metrics::DetBox d;
     if (!r.gts.empty() && u(g) < 0.6) {
       const metrics::GtBox& b = r.gts[static_cast<size_t>(u(g) * r.gts.size())];
-      d = {b.x + (u(g) - 0.5) * 0.2 * b.w, b.y + (u(g) - 0.5) * 0.2 * b.h, b.w * (0.9 + 0.2 * u(g)),
-           b.h * (0.9 + 0.2 * u(g)), 0, b.category};
+      d = {b.x + (u(g) - 0.5) * 0.2 * b.w,
+           b.y + (u(g) - 0.5) * 0.2 * b.h,
+           b.w * (0.9 + 0.2 * u(g)),
+           b.h * (0.9 + 0.2 * u(g)),
+           0,
+           b.category};
     } else {
       d = {u(g) * 500, u(g) * 400, 8 + u(g) * 150, 8 + u(g) * 150, 0, static_cast<int64_t>(u(g) * 3)};
     }

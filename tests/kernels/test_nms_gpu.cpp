@@ -96,10 +96,11 @@ TEST_CASE("yolo_decode and the YOLO losses on CUDA match the CPU") {
   const std::vector<YoloHeadSpec> heads = {h0, h1};
   const int64_t B = 3, H = 96, W = 160, rows = 3 * (3 * 5) + 3 * (6 * 10);
   const Tensor flat = test::uniform({B, rows, 12}, -3, 3, DType::f32, 99);
-  RG_CHECK_CLOSE(to_cpu(yolo_decode(to_gpu(flat), heads, H, W)), yolo_decode(flat, heads, H, W), (test::Tol{1e-4, 1e-5}));
-  const Tensor t = from_vector<double>({0, 3, 0.2, 0.3, 0.1, 0.2, 0, 1, 0.7, 0.6, 0.4, 0.3, 2, 6, 0.5, 0.5, 0.05, 0.08,
-                                        2, 6, 0.52, 0.51, 0.06, 0.07},
-                                       {4, 6});
+  RG_CHECK_CLOSE(to_cpu(yolo_decode(to_gpu(flat), heads, H, W)), yolo_decode(flat, heads, H, W),
+                 (test::Tol{1e-4, 1e-5}));
+  const Tensor t = from_vector<double>(
+      {0, 3, 0.2, 0.3, 0.1, 0.2, 0, 1, 0.7, 0.6, 0.4, 0.3, 2, 6, 0.5, 0.5, 0.05, 0.08, 2, 6, 0.52, 0.51, 0.06, 0.07},
+      {4, 6});
   for (YoloLossKind kind : {YoloLossKind::V3, YoloLossKind::Darknet}) {
     YoloLossOptions o;
     o.kind = kind;

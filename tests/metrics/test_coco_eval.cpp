@@ -92,7 +92,8 @@ TEST_CASE("coco eval: a worked precision/recall curve gives the hand-computed 10
   CHECK(v.stats[1] == m.stats[1]);  // the COCO numbers do not change
   // VOC 11-point: r = 0, .1, .2 -> 1; .3, .4, .5 -> 2/3; .6, .7 -> 3/5; .8, .9, 1 -> 0
   o.ap_method = ApMethod::Voc11;
-  CHECK(evaluate_detections(worked_curve(), o).map50 == doctest::Approx((3 + 3 * (2.0 / 3) + 2 * 0.6) / 11).epsilon(1e-12));
+  CHECK(evaluate_detections(worked_curve(), o).map50 ==
+        doctest::Approx((3 + 3 * (2.0 / 3) + 2 * 0.6) / 11).epsilon(1e-12));
 }
 
 TEST_CASE("coco eval: IoU thresholds pick which detections match (AP50 vs AP75)") {
@@ -167,9 +168,9 @@ TEST_CASE("coco eval: area ranges and maxDets") {
   EvalOptions o;
   o.num_classes = 1;
   const DetectionMetrics m = evaluate_detections({r}, o);
-  CHECK(m.stats[3] == doctest::Approx(1.0));   // small
-  CHECK(m.stats[4] == -1);  // medium: no boxes
-  CHECK(m.stats[5] == doctest::Approx(1.0));   // large
+  CHECK(m.stats[3] == doctest::Approx(1.0));  // small
+  CHECK(m.stats[4] == -1);                    // medium: no boxes
+  CHECK(m.stats[5] == doctest::Approx(1.0));  // large
   CHECK(m.stats[6] == doctest::Approx(0.5));  // AR@1: one detection per image
   CHECK(m.stats[7] == doctest::Approx(1.0));
   // an unmatched small detection counts against AP small only; a detection matching a box outside the

@@ -4,7 +4,6 @@
 // Python: $RG_TEST_PYTHON (scripts/test.sh points it at a venv with pycocotools), else python3; when
 // it cannot import pycocotools the test case is skipped, saying why.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <array>
