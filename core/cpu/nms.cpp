@@ -7,12 +7,14 @@
 #include <numeric>
 #include <vector>
 
+#include "core/cpu/loops.h"
+#include "core/kernels.h"
+
+// Before the formulas: everything defined from here on rounds each product and sum on its own.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off")  // Note [NMS formulas]: no fused multiply-adds
 #endif
 
-#include "core/cpu/loops.h"
-#include "core/kernels.h"
 #include "core/nms_iou.h"
 
 namespace rg {
