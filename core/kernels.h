@@ -106,7 +106,12 @@ enum class RandomKind : uint8_t { Uniform /* [a, b) */, Normal /* mean a, std b 
                        double growth, double backoff, int64_t interval))                                       \
   _(multi_sum_squares, (const Tensor& out, const std::vector<Tensor>& xs))                                    \
   _(multi_scale, (const std::vector<Tensor>& xs, const Tensor& scale))                                        \
-  _(multi_axpby, (const std::vector<Tensor>& ys, const std::vector<Tensor>& xs, double a, double b))
+  _(multi_axpby, (const std::vector<Tensor>& ys, const std::vector<Tensor>& xs, double a, double b))         \
+  /* ---- detection: greedy NMS (core/cpu/nms.cpp; cuda_kernels/nms.cu; Note [NMS formulas] in core/nms_iou.h). \
+     boxes (N, 4) x1y1x2y2 and scores (N) contiguous, one float dtype; keep (K) i64 gets the kept indices  \
+     into boxes in score order, num_kept (1) i64 how many of them are valid (at most K). */                 \
+  _(nms, (const Tensor& keep, const Tensor& num_kept, const Tensor& boxes, const Tensor& scores,              \
+          double iou_threshold, double score_threshold, int64_t max_candidates))
 
 #define RG_DECLARE_KERNEL(name, params) \
   void name##_cpu params;               \

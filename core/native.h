@@ -3,6 +3,7 @@
 // and calls a kernel from the table in core/kernels.h. Autograd (autograd/ops.h) wraps these.
 #pragma once
 
+#include <limits>
 #include <vector>
 
 #include "core/kernels.h"
@@ -142,6 +143,17 @@ void amp_update_scale_(const Tensor& scale, const Tensor& growth_tracker, const 
 Tensor multi_sum_squares(const std::vector<Tensor>& xs);  // (len) f32: sum of squares of each tensor
 void multi_scale_(const std::vector<Tensor>& xs, const Tensor& scale);  // xs *= scale (a 1-element device tensor)
 void multi_axpby_(const std::vector<Tensor>& ys, const std::vector<Tensor>& xs, double a, double b);  // ys = a ys + b xs
+
+// ---- detection (core/native_nms.cpp)
+// Greedy non-maximum suppression as torchvision.ops.nms, plus a score threshold and caps: boxes (N, 4)
+// x1y1x2y2 and scores (N) of one float dtype on one device -> the kept indices (K) i64 into boxes, by
+// decreasing score (ties: lower index first). Candidates are the boxes with score > score_threshold;
+// only the best max_candidates (> 0) of them take part, and at most max_keep (>= 0) are kept.
+// CPU and CUDA keep exactly the same boxes (Note [NMS formulas] in core/nms_iou.h). Reads one count
+// back from the device.
+Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold,
+           double score_threshold = -std::numeric_limits<double>::infinity(), int64_t max_candidates = 0,
+           int64_t max_keep = -1);
 
 }  // namespace native
 }  // namespace rg

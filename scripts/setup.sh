@@ -28,7 +28,7 @@ if compgen -G ".devkit/debs/*.deb" >/dev/null; then
   cmake_args+=(-DCMAKE_PREFIX_PATH="$root/usr")
 else
   pkgs=(cmake ninja-build g++ libeigen3-dev doctest-dev ccache libjpeg-dev libstb-dev
-        libopenmpi-dev openmpi-bin python3)
+        libopenmpi-dev openmpi-bin python3 python3-venv)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -18,6 +18,8 @@
 #include "core/native.h"
 #include "distributed/process_group.h"
 #include "distributed/ring_cpu.h"
+#include "../dist_eval_data.h"
+#include "distributed/gather_objects.h"
 
 using namespace rg;
 using namespace rg::dist;
@@ -372,6 +374,27 @@ int scenario_crash() {
   return 0;
 }
 
+// Each rank makes the records of its unpadded shard (images rank, rank + world, ...), the ranks gather
+// them, and every rank evaluates all of them once: the digest must equal the single-process one, which
+// the test computes (Note [Exact distributed evaluation]).
+void scenario_dist_eval() {
+  const int64_t images = opt_int("images", 23);
+  auto pg = default_group();
+  std::vector<metrics::ImageRecord> shard;
+  for (int64_t i = pg->rank(); i < images; i += pg->size()) shard.push_back(test::eval_image(i));
+  const auto blobs = all_gather_bytes(*pg, metrics::serialize_records(shard));
+  std::vector<metrics::ImageRecord> all;
+  for (const auto& b : blobs) {
+    std::vector<metrics::ImageRecord> part = metrics::deserialize_records(b.data(), b.size());
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  EXPECT(static_cast<int64_t>(all.size()) == images, "gathered %zu records for %lld images", all.size(),
+         static_cast<long long>(images));
+  metrics::EvalOptions o;
+  o.num_classes = 3;
+  std::printf("EVAL %s\n", test::metrics_digest(metrics::evaluate_detections(all, o)).c_str());
+}
+
 // Writes its pid, notes SIGTERM in a file, sleeps. (No process group: the launcher tests use it.)
 std::string g_dir;
 void on_term(int) {
@@ -458,6 +481,7 @@ int main(int argc, char** argv) {
     else if (scenario == "dead-peer") rc = scenario_dead_peer();
     else if (scenario == "debug-mismatch") rc = scenario_debug_mismatch();
     else if (scenario == "crash") rc = scenario_crash();
+    else if (scenario == "dist-eval") scenario_dist_eval();
     else if (scenario == "rendezvous") {
       Tensor x = full({5}, 1.0);
       default_group()->allreduce(x)->wait();
