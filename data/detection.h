@@ -26,7 +26,8 @@ struct DetectionRecord {
 //   class list (VOC);
 // - Outside: a box extending further outside the image than clip_tolerance (a fraction of the
 //   image side) on some side; boxes within the tolerance are clipped to the image and counted as
-//   `clipped` (not an issue);
+//   `clipped` (not an issue); overhangs under 0.001 pixel (rounding of normalised coordinates)
+//   are clipped without a count;
 // - EmptyBox: zero or negative width or height;
 // - Malformed: a line that is not `class cx cy w h` (or `class x y x y ...` polygon) of finite
 //   numbers, a COCO annotation that is not an object with a 4-number bbox or names an unknown

@@ -83,6 +83,10 @@ BoxVerdict check_box(Box* b, double img_w, double img_h, double tol) {
   const double over_y = std::max(-static_cast<double>(b->y1), static_cast<double>(b->y2) - img_h) / img_h;
   const double over = std::max(over_x, over_y);
   if (over <= 0) return BoxVerdict::Ok;
+  if (std::max(over_x * img_w, over_y * img_h) <= 1e-3) {  // printing and parsing noise: not a clip to count
+    *b = clip_box(*b, img_w, img_h);
+    return BoxVerdict::Ok;
+  }
   if (over > tol) return BoxVerdict::Outside;
   *b = clip_box(*b, img_w, img_h);
   if (!(b->x2 > b->x1) || !(b->y2 > b->y1)) return BoxVerdict::Outside;
