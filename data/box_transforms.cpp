@@ -46,49 +46,85 @@ Mat3 mat3_inverse(const Mat3& m) {
 }  // namespace
 
 // ---- resampling
+namespace {
+// Source taps of one axis: for each result position, the byte offsets of its two neighbours (-1:
+// outside, reads the fill) and the weight of the second, in 11-bit fixed point.
+struct Taps {
+  std::vector<int64_t> a, b;
+  std::vector<int32_t> w;
+};
+Taps axis_taps(int64_t from, int64_t to, double scale, double shift, int64_t n, int64_t stride, bool clamp) {
+  Taps t;
+  const auto m = static_cast<size_t>(to - from);
+  t.a.resize(m), t.b.resize(m), t.w.resize(m);
+  for (int64_t i = from; i < to; ++i) {
+    double u = (i + 0.5 - shift) / scale - 0.5;
+    if (clamp) u = std::clamp(u, 0.0, static_cast<double>(n - 1));
+    const auto fu = static_cast<int64_t>(std::floor(u));
+    const int32_t w = static_cast<int32_t>(std::lround((u - static_cast<double>(fu)) * kOne));
+    const int64_t i0 = fu, i1 = clamp ? std::min(fu + 1, n - 1) : fu + 1;
+    const auto k = static_cast<size_t>(i - from);
+    t.a[k] = (i0 >= 0 && i0 < n) ? i0 * stride : -1;
+    t.b[k] = (i1 >= 0 && i1 < n) ? i1 * stride : -1;
+    t.w[k] = w;
+    if (w == kOne) t.a[k] = t.b[k], t.w[k] = 0;  // rounding reached the next pixel
+  }
+  return t;
+}
+}  // namespace
+
+void resample_into(const Image& src, double sx, double tx, double sy, double ty, Image* dst, int64_t x0, int64_t y0,
+                   int64_t x1, int64_t y1, uint8_t fill, bool clamp) {
+  RG_CHECK(src.channels == 3 && dst->channels == 3 && src.height > 0 && src.width > 0, "resample: expected RGB images");
+  RG_CHECK(sx > 0 && sy > 0, "resample: scales must be positive, got ", sx, ", ", sy);
+  x0 = std::max<int64_t>(x0, 0), y0 = std::max<int64_t>(y0, 0);
+  x1 = std::min(x1, dst->width), y1 = std::min(y1, dst->height);
+  if (x0 >= x1 || y0 >= y1) return;
+  const Taps tx_ = axis_taps(x0, x1, sx, tx, src.width, 3, clamp);
+  const Taps ty_ = axis_taps(y0, y1, sy, ty, src.height, src.width * 3, clamp);
+  const int64_t w = x1 - x0;
+  std::vector<int32_t> row0(static_cast<size_t>(w) * 3), row1(static_cast<size_t>(w) * 3);
+  auto horizontal = [&](int64_t off, int32_t* out) {  // off: byte offset of the source row, -1: fill
+    if (off < 0) {
+      std::fill(out, out + w * 3, fill * kOne);
+      return;
+    }
+    const uint8_t* s = src.pixels.data() + off;
+    for (int64_t x = 0; x < w; ++x) {
+      const int64_t a = tx_.a[static_cast<size_t>(x)], b = tx_.b[static_cast<size_t>(x)];
+      const int32_t wb = tx_.w[static_cast<size_t>(x)], wa = kOne - wb;
+      for (int c = 0; c < 3; ++c) {
+        out[x * 3 + c] = (a >= 0 ? s[a + c] : fill) * wa + (b >= 0 ? s[b + c] : fill) * wb;
+      }
+    }
+  };
+  int64_t have0 = -2, have1 = -2;  // source row offsets in row0 / row1 (-1 is the fill row)
+  for (int64_t y = y0; y < y1; ++y) {
+    const auto k = static_cast<size_t>(y - y0);
+    const int64_t a = ty_.a[k], b = ty_.b[k];
+    const int32_t wb = ty_.w[k], wa = kOne - wb;
+    if (a == have1 && a != have0) {
+      std::swap(row0, row1);
+      std::swap(have0, have1);
+    }
+    if (a != have0) horizontal(a, row0.data()), have0 = a;
+    if (b != have1) horizontal(b, row1.data()), have1 = b;
+    uint8_t* o = dst->at(y, x0);
+    const int32_t* r0 = row0.data();
+    const int32_t* r1 = row1.data();
+    for (int64_t i = 0; i < w * 3; ++i) {
+      o[i] = static_cast<uint8_t>((static_cast<int64_t>(r0[i]) * wa + static_cast<int64_t>(r1[i]) * wb +
+                                   (int64_t{1} << (2 * kFracBits - 1))) >> (2 * kFracBits));
+    }
+  }
+}
+
 Image resize_scaled(const Image& src, int64_t out_h, int64_t out_w, double scale_x, double scale_y) {
   RG_CHECK(src.channels == 3 && src.height > 0 && src.width > 0, "resize_scaled: expected a non-empty RGB image");
   RG_CHECK(out_h > 0 && out_w > 0 && scale_x > 0 && scale_y > 0, "resize_scaled: bad size ", out_h, "x", out_w,
            " or scale ", scale_x, ", ", scale_y);
   Image out(out_h, out_w, 3);
-  std::vector<int32_t> xo(static_cast<size_t>(out_w) * 2), xw(static_cast<size_t>(out_w));
-  for (int64_t x = 0; x < out_w; ++x) {
-    const double fx = std::clamp((x + 0.5) / scale_x - 0.5, 0.0, static_cast<double>(src.width - 1));
-    const auto x0 = static_cast<int32_t>(fx);
-    xo[2 * x] = x0 * 3;
-    xo[2 * x + 1] = std::min<int32_t>(x0 + 1, static_cast<int32_t>(src.width - 1)) * 3;
-    xw[x] = static_cast<int32_t>(std::lround((fx - x0) * kOne));
-  }
-  std::vector<int32_t> row0(static_cast<size_t>(out_w) * 3), row1(static_cast<size_t>(out_w) * 3);
-  auto horizontal = [&](int64_t sy, int32_t* dst) {
-    const uint8_t* s = src.at(sy, 0);
-    for (int64_t x = 0; x < out_w; ++x) {
-      const uint8_t *a = s + xo[2 * x], *b = s + xo[2 * x + 1];
-      const int32_t w = xw[x];
-      for (int c = 0; c < 3; ++c) dst[x * 3 + c] = a[c] * (kOne - w) + b[c] * w;
-    }
-  };
-  int64_t have0 = -1, have1 = -1;
-  for (int64_t y = 0; y < out_h; ++y) {
-    const double fy = std::clamp((y + 0.5) / scale_y - 0.5, 0.0, static_cast<double>(src.height - 1));
-    const auto y0 = static_cast<int64_t>(fy);
-    const int64_t y1 = std::min(y0 + 1, src.height - 1);
-    const auto wy = static_cast<int32_t>(std::lround((fy - y0) * kOne));
-    if (y0 == have1) {  // slide the cached rows down
-      std::swap(row0, row1);
-      have0 = have1;
-      have1 = -1;
-    }
-    if (y0 != have0) horizontal(y0, row0.data()), have0 = y0;
-    if (y1 != have1) horizontal(y1, row1.data()), have1 = y1;
-    uint8_t* o = out.at(y, 0);
-    const int32_t* r0 = row0.data();
-    const int32_t* r1 = row1.data();
-    for (int64_t k = 0; k < out_w * 3; ++k) {
-      o[k] = static_cast<uint8_t>((static_cast<int64_t>(r0[k]) * (kOne - wy) + static_cast<int64_t>(r1[k]) * wy +
-                                   (int64_t{1} << (2 * kFracBits - 1))) >> (2 * kFracBits));
-    }
-  }
+  resample_into(src, scale_x, 0, scale_y, 0, &out, 0, 0, out_w, out_h, 0, true);
   return out;
 }
 
@@ -133,6 +169,11 @@ inline int32_t to_fixed(double v) {
 Image warp_perspective(const Image& src, const Mat3& m, int64_t out_h, int64_t out_w, uint8_t fill) {
   RG_CHECK(src.channels == 3, "warp_perspective: expected an RGB image, got ", src.channels, " channels");
   RG_CHECK(out_h > 0 && out_w > 0, "warp_perspective: bad output size ", out_h, "x", out_w);
+  if (m[1] == 0 && m[3] == 0 && m[6] == 0 && m[7] == 0 && m[8] == 1 && m[0] > 0 && m[4] > 0) {  // scale + shift
+    Image out(out_h, out_w, 3);
+    resample_into(src, m[0], m[2], m[4], m[5], &out, 0, 0, out_w, out_h, fill, false);
+    return out;
+  }
   const Mat3 inv = mat3_inverse(m);
   const bool affine = inv[6] == 0 && inv[7] == 0;
   Image out(out_h, out_w, 3);
@@ -219,13 +260,13 @@ bool box_candidate(const Box& before, const Box& after, const CandidateRule& rul
   return w2 > rule.wh_thr && h2 > rule.wh_thr && w2 * h2 / (w1 * h1 + eps) > rule.area_thr && ar < rule.ar_thr;
 }
 
-void random_perspective(Image* img, Boxes* boxes, const AffineParams& p, int64_t border, SampleRng& rng,
-                        const CandidateRule& rule, Mat3* m_out) {
-  const int64_t out_h = img->height + 2 * border, out_w = img->width + 2 * border;
-  RG_CHECK(out_h > 0 && out_w > 0, "random_perspective: border ", border, " leaves no image of ", img->height, "x", img->width);
+Mat3 random_perspective_matrix(const AffineParams& p, int64_t in_h, int64_t in_w, int64_t border, SampleRng& rng,
+                               double* scale) {
+  const int64_t out_h = in_h + 2 * border, out_w = in_w + 2 * border;
+  RG_CHECK(out_h > 0 && out_w > 0, "random_perspective: border ", border, " leaves no image of ", in_h, "x", in_w);
   Mat3 C = mat3_identity(), P = mat3_identity(), R = mat3_identity(), S = mat3_identity(), T = mat3_identity();
-  C[2] = -img->width / 2.0;
-  C[5] = -img->height / 2.0;
+  C[2] = -in_w / 2.0;
+  C[5] = -in_h / 2.0;
   P[6] = rng.uniform(-p.perspective, p.perspective);
   P[7] = rng.uniform(-p.perspective, p.perspective);
   const double a = rng.uniform(-p.degrees, p.degrees) * kPi / 180.0;
@@ -236,64 +277,87 @@ void random_perspective(Image* img, Boxes* boxes, const AffineParams& p, int64_t
   S[3] = std::tan(rng.uniform(-p.shear, p.shear) * kPi / 180.0);
   T[2] = rng.uniform(0.5 - p.translate, 0.5 + p.translate) * out_w;
   T[5] = rng.uniform(0.5 - p.translate, 0.5 + p.translate) * out_h;
-  const Mat3 M = mat3_mul(T, mat3_mul(S, mat3_mul(R, mat3_mul(P, C))));
-  if (m_out) *m_out = M;
-  if (border != 0 || M != mat3_identity()) *img = warp_perspective(*img, M, out_h, out_w, 114);
+  if (scale) *scale = s;
+  return mat3_mul(T, mat3_mul(S, mat3_mul(R, mat3_mul(P, C))));
+}
+
+Boxes transform_boxes(const Boxes& boxes, const Mat3& m, double scale, int64_t out_h, int64_t out_w,
+                      const CandidateRule& rule) {
   Boxes kept;
-  kept.reserve(boxes->size());
-  for (const Box& b : *boxes) {
-    const Box t = clip_box(transform_box(b, M), static_cast<double>(out_w), static_cast<double>(out_h));
-    const Box before{b.x1 * static_cast<float>(s), b.y1 * static_cast<float>(s), b.x2 * static_cast<float>(s),
-                     b.y2 * static_cast<float>(s), b.cls};
-    if (box_candidate(before, t, rule)) kept.push_back(t);
+  kept.reserve(boxes.size());
+  const auto s = static_cast<float>(scale);
+  for (const Box& b : boxes) {
+    const Box t = clip_box(transform_box(b, m), static_cast<double>(out_w), static_cast<double>(out_h));
+    if (box_candidate({b.x1 * s, b.y1 * s, b.x2 * s, b.y2 * s, b.cls}, t, rule)) kept.push_back(t);
   }
-  *boxes = std::move(kept);
+  return kept;
+}
+
+void random_perspective(Image* img, Boxes* boxes, const AffineParams& p, int64_t border, SampleRng& rng,
+                        const CandidateRule& rule, Mat3* m_out) {
+  double s = 1;
+  const Mat3 M = random_perspective_matrix(p, img->height, img->width, border, rng, &s);
+  if (m_out) *m_out = M;
+  const int64_t out_h = img->height + 2 * border, out_w = img->width + 2 * border;
+  if (border != 0 || M != mat3_identity()) *img = warp_perspective(*img, M, out_h, out_w, 114);
+  *boxes = transform_boxes(*boxes, M, s, out_h, out_w, rule);
 }
 
 // ---- colour
 void apply_hsv_gains(Image* img, double gh, double gs, double gv) {
   RG_CHECK(img->channels == 3, "augment_hsv: expected an RGB image, got ", img->channels, " channels");
-  uint8_t lut_h[180], lut_s[256], lut_v[256];
+  uint8_t lut_h[181], lut_s[256], lut_v[256];
   for (int x = 0; x < 180; ++x) lut_h[x] = static_cast<uint8_t>(std::fmod(x * gh, 180.0));
+  lut_h[180] = lut_h[0];
   for (int x = 0; x < 256; ++x) {
     lut_s[x] = static_cast<uint8_t>(std::clamp(x * gs, 0.0, 255.0));
     lut_v[x] = static_cast<uint8_t>(std::clamp(x * gv, 0.0, 255.0));
   }
-  // OpenCV's 8-bit RGB -> HSV: S = round(255 diff / V), H = round(30 h' / diff) with h' in [-diff, 5 diff).
-  float inv[256];
-  inv[0] = 0;
-  for (int k = 1; k < 256; ++k) inv[k] = 1.0f / static_cast<float>(k);
+  // OpenCV's 8-bit RGB -> HSV in 12-bit fixed point: S = 255 diff / V, H = 30 h' / diff with h' in
+  // [-diff, 5 diff), rounded; and HSV -> RGB by the six hue sectors of 30 (60 degrees), rounded.
+  static const auto tables = [] {
+    std::array<std::array<int32_t, 256>, 2> t{};  // 1 / V for S, and 1 / diff for H
+    for (int k = 1; k < 256; ++k) {
+      t[0][static_cast<size_t>(k)] = static_cast<int32_t>(std::lround((255 << 12) / static_cast<double>(k)));
+      t[1][static_cast<size_t>(k)] = static_cast<int32_t>(std::lround((30 << 12) / static_cast<double>(k)));
+    }
+    return t;
+  }();
+  const auto& sdiv = tables[0];
+  const auto& hdiv = tables[1];
+  int32_t lh[181], ls[256], lv[256];  // int tables: the block loop below vectorises (gathers)
+  for (int x = 0; x < 181; ++x) lh[x] = lut_h[x];
+  for (int x = 0; x < 256; ++x) ls[x] = lut_s[x], lv[x] = lut_v[x];
   uint8_t* p = img->pixels.data();
-  const size_t n = img->pixels.size() / 3;
-  for (size_t i = 0; i < n; ++i, p += 3) {
-    const int r = p[0], g = p[1], b = p[2];
-    const int v = std::max(r, std::max(g, b)), mn = std::min(r, std::min(g, b)), diff = v - mn;
-    int h = 0;
-    if (diff) {
-      const int hr = v == r ? g - b : (v == g ? b - r + 2 * diff : r - g + 4 * diff);
-      h = static_cast<int>(std::lrint(30.0f * static_cast<float>(hr) * inv[diff]));
-      if (h < 0) h += 180;
-      if (h >= 180) h -= 180;
+  const auto n = static_cast<int64_t>(img->pixels.size() / 3);
+  constexpr int kBlock = 64;
+  constexpr int kDen = 255 * 30;
+  int32_t R[kBlock], G[kBlock], B[kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int m = static_cast<int>(std::min<int64_t>(kBlock, n - i0));
+    uint8_t* q = p + i0 * 3;
+    for (int k = 0; k < m; ++k) R[k] = q[3 * k], G[k] = q[3 * k + 1], B[k] = q[3 * k + 2];
+    for (int k = m; k < kBlock; ++k) R[k] = G[k] = B[k] = 0;  // lanes past the end: valid inputs
+    for (int k = 0; k < kBlock; ++k) {  // branch-free, one pixel per lane
+      const int32_t r = R[k], g = G[k], b = B[k];
+      const int32_t v = std::max(r, std::max(g, b)), mn = std::min(r, std::min(g, b)), diff = v - mn;
+      const int32_t s8 = (diff * sdiv[static_cast<size_t>(v & 255)] + (1 << 11)) >> 12;
+      const int32_t hr = v == r ? g - b : (v == g ? b - r + 2 * diff : r - g + 4 * diff);
+      int32_t h = (hr * hdiv[static_cast<size_t>(diff & 255)] + (1 << 11)) >> 12;
+      h = h < 0 ? h + 180 : h;
+      const int32_t H = lh[h], S = ls[s8 & 255], V = lv[v & 255];
+      // t1 = V (1 - S), t2 = V (1 - S f), t3 = V (1 - S (1 - f)) with f = (H mod 30) / 30, over 255 * 30
+      const int32_t sector = (H * 2185) >> 16, f = H - sector * 30;  // H / 30 for H < 180
+      const int32_t t0 = V, t1 = (V * (255 - S) * 30 + kDen / 2) / kDen, t2 = (V * (kDen - S * f) + kDen / 2) / kDen,
+                    t3 = (V * (kDen - S * (30 - f)) + kDen / 2) / kDen;
+      // sectors 0..5 of (R, G, B): (t0 t3 t1) (t2 t0 t1) (t1 t0 t3) (t1 t2 t0) (t3 t1 t0) (t0 t1 t2)
+      R[k] = sector == 0 || sector == 5 ? t0 : sector == 1 ? t2 : sector <= 3 ? t1 : t3;
+      G[k] = sector == 0 ? t3 : sector <= 2 ? t0 : sector == 3 ? t2 : t1;
+      B[k] = sector <= 1 ? t1 : sector == 2 ? t3 : sector <= 4 ? t0 : t2;
     }
-    const int s = static_cast<int>(std::lrint(255.0f * static_cast<float>(diff) * inv[v]));
-    // back to RGB (OpenCV's HSV -> RGB on the new values)
-    const float hh = lut_h[h] * (6.0f / 180.0f), ss = lut_s[s] * (1.0f / 255.0f), vv = lut_v[v];
-    int sector = static_cast<int>(hh);
-    const float f = hh - static_cast<float>(sector);
-    if (sector >= 6) sector = 0;
-    const float t0 = vv, t1 = vv * (1 - ss), t2 = vv * (1 - ss * f), t3 = vv * (1 - ss * (1 - f));
-    float R, G, B;
-    switch (sector) {
-      case 0: R = t0, G = t3, B = t1; break;
-      case 1: R = t2, G = t0, B = t1; break;
-      case 2: R = t1, G = t0, B = t3; break;
-      case 3: R = t1, G = t2, B = t0; break;
-      case 4: R = t3, G = t1, B = t0; break;
-      default: R = t0, G = t1, B = t2; break;
+    for (int k = 0; k < m; ++k) {
+      q[3 * k] = static_cast<uint8_t>(R[k]), q[3 * k + 1] = static_cast<uint8_t>(G[k]), q[3 * k + 2] = static_cast<uint8_t>(B[k]);
     }
-    p[0] = static_cast<uint8_t>(std::lrint(R));
-    p[1] = static_cast<uint8_t>(std::lrint(G));
-    p[2] = static_cast<uint8_t>(std::lrint(B));
   }
 }
 

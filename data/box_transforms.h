@@ -21,6 +21,11 @@ Mat3 mat3_mul(const Mat3& a, const Mat3& b);  // a * b: b first
 // The result of size out_h x out_w shows src magnified by (scale_x, scale_y): result point p comes
 // from source point p / scale. Samples beyond the source repeat its edge pixels.
 Image resize_scaled(const Image& src, int64_t out_h, int64_t out_w, double scale_x, double scale_y);
+// Writes the pixels [x0, x1) x [y0, y1) of *dst (clipped to it) from src mapped by result point =
+// (sx, sy) * source point + (tx, ty): bilinear, separable, fixed point. Neighbours outside src read
+// `fill`, or repeat src's edge pixels with `clamp`. The fast path of scale-and-shift warps.
+void resample_into(const Image& src, double sx, double tx, double sy, double ty, Image* dst, int64_t x0, int64_t y0,
+                   int64_t x1, int64_t y1, uint8_t fill, bool clamp);
 // out_h x out_w result of mapping src through m (result point = m * source point, with the
 // perspective divide when m's last row is not (0, 0, 1)); samples outside src blend with `fill`.
 Image warp_perspective(const Image& src, const Mat3& m, int64_t out_h, int64_t out_w, uint8_t fill = 114);
@@ -73,6 +78,12 @@ bool box_candidate(const Box& before_scaled, const Box& after, const CandidateRu
 // m_out (optional) receives M.
 void random_perspective(Image* img, Boxes* boxes, const AffineParams& p, int64_t border, SampleRng& rng,
                         const CandidateRule& rule = {}, Mat3* m_out = nullptr);
+// Its two halves: M for an in_h x in_w image (the draws, in that order; *scale gets the random
+// scale), and the boxes through M, clipped to out_h x out_w and filtered by box_candidate.
+Mat3 random_perspective_matrix(const AffineParams& p, int64_t in_h, int64_t in_w, int64_t border, SampleRng& rng,
+                               double* scale = nullptr);
+Boxes transform_boxes(const Boxes& boxes, const Mat3& m, double scale, int64_t out_h, int64_t out_w,
+                      const CandidateRule& rule = {});
 
 // ---- colour and flips
 // ultralytics' augment_hsv: gains g = 1 + U(-1, 1) * (h, s, v) (three draws, always made); in

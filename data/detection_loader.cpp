@@ -125,40 +125,78 @@ double sample_beta(SampleRng& rng, double a, double b) {
   return x / (x + y);
 }
 
+namespace {
+// One tile of the mosaic: ultralytics' layout of tile i (0: top left, 1: top right, 2: bottom left,
+// 3: bottom right) of an h x w picture around (xc, yc) on the 2s canvas: the canvas window
+// [x1a, x2a) x [y1a, y2a) shows the tile from (x1b, y1b).
+struct TilePlace {
+  int64_t x1a, y1a, x2a, y2a, x1b, y1b;
+};
+TilePlace place_tile(int i, int64_t h, int64_t w, int64_t xc, int64_t yc, int64_t s) {
+  TilePlace t{};
+  if (i == 0) {
+    t.x1a = std::max<int64_t>(xc - w, 0), t.y1a = std::max<int64_t>(yc - h, 0), t.x2a = xc, t.y2a = yc;
+    t.x1b = w - (t.x2a - t.x1a), t.y1b = h - (t.y2a - t.y1a);
+  } else if (i == 1) {
+    t.x1a = xc, t.y1a = std::max<int64_t>(yc - h, 0), t.x2a = std::min(xc + w, 2 * s), t.y2a = yc;
+    t.x1b = 0, t.y1b = h - (t.y2a - t.y1a);
+  } else if (i == 2) {
+    t.x1a = std::max<int64_t>(xc - w, 0), t.y1a = yc, t.x2a = xc, t.y2a = std::min(2 * s, yc + h);
+    t.x1b = w - (t.x2a - t.x1a), t.y1b = 0;
+  } else {
+    t.x1a = xc, t.y1a = yc, t.x2a = std::min(xc + w, 2 * s), t.y2a = std::min(2 * s, yc + h);
+    t.x1b = 0, t.y1b = 0;
+  }
+  return t;
+}
+}  // namespace
+
 DetectionSample load_mosaic(const DetectionDataset& ds, int64_t index, int64_t s, const DetectionPipeline& p, SampleRng& rng) {
   const auto yc = static_cast<int64_t>(rng.uniform(s / 2.0, 1.5 * s));
   const auto xc = static_cast<int64_t>(rng.uniform(s / 2.0, 1.5 * s));
   int64_t idx[4] = {index, rng.randint(0, ds.size()), rng.randint(0, ds.size()), rng.randint(0, ds.size())};
   for (int i = 3; i > 0; --i) std::swap(idx[i], idx[rng.randint(0, i + 1)]);
+  // Note [Fused mosaic]: with no rotation, shear or perspective, the canvas followed by the warp is a
+  // scale and shift of each tile, so each tile is resampled once, straight from its file (decoded
+  // reduced when the total scale allows) into the s x s result; the draws and the geometry are
+  // those of the canvas path, only the interpolation differs (one resampling instead of two).
+  const AffineParams aff = p.hyp.affine();
+  const bool fused = p.fused_mosaic && aff.degrees == 0 && aff.shear == 0 && aff.perspective == 0;
   DetectionSample out;
-  out.image = Image(2 * s, 2 * s, 3, 114);
+  Mat3 M{};
+  double scale = 1;
+  if (fused) {
+    M = random_perspective_matrix(aff, 2 * s, 2 * s, -s / 2, rng, &scale);
+    out.image = Image(s, s, 3, 114);
+  } else {
+    out.image = Image(2 * s, 2 * s, 3, 114);
+  }
   for (int i = 0; i < 4; ++i) {
     const DetectionRecord& rec = ds.record(idx[i]);
     const double r = static_cast<double>(s) / static_cast<double>(std::max(rec.height, rec.width));
-    const Image img = load_scaled(ds, idx[i], r);
-    const int64_t h = img.height, w = img.width;
-    int64_t x1a, y1a, x2a, y2a, x1b, y1b;  // canvas window and its top-left in the tile (ultralytics' layout)
-    if (i == 0) {         // top left
-      x1a = std::max<int64_t>(xc - w, 0), y1a = std::max<int64_t>(yc - h, 0), x2a = xc, y2a = yc;
-      x1b = w - (x2a - x1a), y1b = h - (y2a - y1a);
-    } else if (i == 1) {  // top right
-      x1a = xc, y1a = std::max<int64_t>(yc - h, 0), x2a = std::min(xc + w, 2 * s), y2a = yc;
-      x1b = 0, y1b = h - (y2a - y1a);
-    } else if (i == 2) {  // bottom left
-      x1a = std::max<int64_t>(xc - w, 0), y1a = yc, x2a = xc, y2a = std::min(2 * s, yc + h);
-      x1b = w - (x2a - x1a), y1b = 0;
-    } else {              // bottom right
-      x1a = xc, y1a = yc, x2a = std::min(xc + w, 2 * s), y2a = std::min(2 * s, yc + h);
-      x1b = 0, y1b = 0;
+    const int64_t w = std::max<int64_t>(1, std::llround(rec.width * r)), h = std::max<int64_t>(1, std::llround(rec.height * r));
+    const TilePlace t = place_tile(i, h, w, xc, yc, s);
+    const double dx = static_cast<double>(t.x1a - t.x1b), dy = static_cast<double>(t.y1a - t.y1b);
+    if (fused) {  // result = M0 (r * original + d) + M2, from the decode at ds_scale
+      double ds_scale = 1;
+      const Image img = ds.load(idx[i], std::min(r * M[0], 1.0), &ds_scale);
+      const double k = M[0] * r / ds_scale;
+      auto edge = [](double v) { return static_cast<int64_t>(std::ceil(v - 0.5)); };  // first pixel centre >= v
+      resample_into(img, k, M[0] * dx + M[2], k, M[4] * dy + M[5], &out.image, edge(M[0] * t.x1a + M[2]),
+                    edge(M[4] * t.y1a + M[5]), edge(M[0] * t.x2a + M[2]), edge(M[4] * t.y2a + M[5]), 114, true);
+    } else {
+      const Image img = load_scaled(ds, idx[i], r);
+      for (int64_t y = t.y1a; y < t.y2a; ++y) {
+        std::memcpy(out.image.at(y, t.x1a), img.at(t.y1b + (y - t.y1a), t.x1b), static_cast<size_t>(t.x2a - t.x1a) * 3);
+      }
     }
-    for (int64_t y = y1a; y < y2a; ++y) {
-      std::memcpy(out.image.at(y, x1a), img.at(y1b + (y - y1a), x1b), static_cast<size_t>(x2a - x1a) * 3);
-    }
-    for (Box b : scaled_boxes(rec.boxes, r, static_cast<double>(x1a - x1b), static_cast<double>(y1a - y1b))) {
-      out.boxes.push_back(clip_box(b, 2.0 * s, 2.0 * s));
-    }
+    for (Box b : scaled_boxes(rec.boxes, r, dx, dy)) out.boxes.push_back(clip_box(b, 2.0 * s, 2.0 * s));
   }
-  random_perspective(&out.image, &out.boxes, p.hyp.affine(), -s / 2, rng, p.candidates);
+  if (fused) {
+    out.boxes = transform_boxes(out.boxes, M, scale, s, s, p.candidates);
+  } else {
+    random_perspective(&out.image, &out.boxes, aff, -s / 2, rng, p.candidates);
+  }
   return out;
 }
 

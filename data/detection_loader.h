@@ -36,6 +36,7 @@ struct DetectionPipeline {
   bool rect = false;        // rectangular batches (Note [Rectangular batches]); no mosaic
   double rect_pad = 0.5;    // ultralytics pads evaluation batch shapes by half a stride
   bool multi_scale = false; // Note [Multi-scale]
+  bool fused_mosaic = true;  // Note [Fused mosaic] (false: always the 2s canvas, then the warp)
   CandidateRule candidates;
 };
 

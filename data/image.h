@@ -35,9 +35,10 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name, in
 Image read_image(const std::string& path, int channels = 3);
 
 // RGB decode that may shrink a JPEG while decoding (libjpeg's DCT scaling, far cheaper than a full
-// decode and a resize): by the smallest factor M/8 (M = 1..8) that is >= min_scale. The result
-// shows the picture at exactly that scale (pixel edges x -> x * M / 8, size ceil(w * M / 8));
-// *scale receives the factor (1 for PNG and for min_scale >= 1).
+// decode and a resize): by the smallest of 1/8, 1/4, 1/2 and 1 that is >= min_scale (the factors
+// libjpeg-turbo has SIMD code for; its other M/8 decode slower than full size). The result shows
+// the picture at exactly that scale (pixel edges x -> x * M / 8, size ceil(w * M / 8)); *scale
+// receives the factor (1 for PNG and for min_scale > 1/2).
 Image read_image_reduced(const std::string& path, double min_scale, double* scale);
 
 // What a file's header says, without decoding the pixels: the format, the size and whether the

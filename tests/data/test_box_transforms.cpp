@@ -212,6 +212,16 @@ TEST_CASE("HSV: OpenCV's 8-bit HSV with ultralytics' gains on colours worked out
     worst = std::max({worst, std::abs(o[0] - r), std::abs(o[1] - gg), std::abs(o[2] - b)});
   }
   CHECK(worst <= 5);
+  // a whole image (several 64-pixel blocks and a tail) equals the pixels done one by one
+  Image big = rg::test::pattern_image(9, 17, 3, 5);
+  Image one_by_one = big;
+  apply_hsv_gains(&big, 1.013, 1.3, 0.8);
+  for (int64_t y = 0; y < 9; ++y) {
+    for (int64_t x = 0; x < 17; ++x) {
+      const uint8_t* q = one_by_one.at(y, x);
+      CHECK(hsv(q[0], q[1], q[2], 1.013, 1.3, 0.8) == std::array<int, 3>{big.at(y, x)[0], big.at(y, x)[1], big.at(y, x)[2]});
+    }
+  }
   // augment_hsv draws three gains in [1 - g, 1 + g]: zero gains leave the image alone
   Image img = rg::test::pattern_image(8, 8, 3);
   const Image before = img;

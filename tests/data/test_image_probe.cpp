@@ -41,7 +41,7 @@ TEST_CASE("probe_image: size and completeness from the header, errors named") {
   CHECK(probe_image(d / "empty.jpg").error == "empty file");
 }
 
-TEST_CASE("read_image_reduced: the smallest M/8 >= min_scale, size ceil(w M / 8), same picture") {
+TEST_CASE("read_image_reduced: the smallest of 1/8, 1/4, 1/2, 1 >= min_scale, size ceil(w M / 8), same picture") {
   TempDir d;
   // a smooth picture so that the reduced decode can be compared with a box-filtered full one
   Image img(96, 128, 3);
@@ -55,11 +55,13 @@ TEST_CASE("read_image_reduced: the smallest M/8 >= min_scale, size ceil(w M / 8)
   write_bytes(d / "a.jpg", encode_jpeg(img, 95));
   double s = 0;
   const Image half = read_image_reduced(d / "a.jpg", 0.45, &s);
-  CHECK(s == 0.5);  // 4/8 is the smallest M/8 >= 0.45
+  CHECK(s == 0.5);
   CHECK((half.width == 64 && half.height == 48));
-  const Image three = read_image_reduced(d / "a.jpg", 0.3, &s);
-  CHECK(s == 0.375);
-  CHECK((three.width == 48 && three.height == 36));
+  const Image quarter = read_image_reduced(d / "a.jpg", 0.2, &s);
+  CHECK(s == 0.25);  // 1/4 is the smallest of 1/8, 1/4, 1/2, 1 that is >= 0.2
+  CHECK((quarter.width == 32 && quarter.height == 24));
+  CHECK(read_image_reduced(d / "a.jpg", 0.65, &s).width == 128);
+  CHECK(s == 1.0);
   CHECK(read_image_reduced(d / "a.jpg", 1.2, &s).width == 128);
   CHECK(s == 1.0);
   // Pixel (y, x) of the half-size decode shows the 2x2 block (2y.., 2x..) of the original.

@@ -203,3 +203,22 @@ TEST_CASE("mixup: two mosaics blended by a Beta(32, 32) ratio, boxes of both") {
   CHECK(std::fabs(mean - 0.5) < 0.005);
   CHECK(std::fabs(var - 1.0 / 260) < 0.0006);
 }
+
+TEST_CASE("fused mosaic: the same draws and boxes as the canvas + warp, pixels within interpolation") {
+  TempDir d;
+  const auto ds = painted_dataset(d);
+  DetectionPipeline fused = mosaic_pipeline(128);
+  DetectionPipeline canvas = fused;
+  canvas.fused_mosaic = false;
+  for (int64_t i = 0; i < ds->size(); ++i) {
+    SampleRng r1(21, 0, static_cast<uint64_t>(i)), r2(21, 0, static_cast<uint64_t>(i));
+    const DetectionSample a = load_mosaic(*ds, i, 128, fused, r1);
+    const DetectionSample b = load_mosaic(*ds, i, 128, canvas, r2);
+    CHECK(a.boxes == b.boxes);
+    REQUIRE(a.image.pixels.size() == b.image.pixels.size());
+    double diff = 0;
+    for (size_t k = 0; k < a.image.pixels.size(); ++k) diff += std::abs(a.image.pixels[k] - b.image.pixels[k]);
+    CHECK(diff / static_cast<double>(a.image.pixels.size()) < 3.0);  // edges of the painted boxes differ a little
+    CHECK(r1.next_u32() == r2.next_u32());  // both consumed the same draws
+  }
+}
