@@ -30,10 +30,16 @@ std::vector<int64_t> DistributedSamplerAdapter::indices(int64_t epoch) const {
 }
 
 // ---- batches
-Tensor empty_host(const Shape& shape, DType dtype, bool pinned) {
+Tensor empty_host(const Shape& shape, DType dtype, bool pinned, bool round_up) {
   if (!pinned) return empty(shape, dtype);
+  size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  if (round_up) {
+    size_t cap = 4096;
+    while (cap < bytes) cap *= 2;
+    bytes = cap;
+  }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = allocate_pinned_storage(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->storage = allocate_pinned_storage(bytes);
   impl->sizes = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

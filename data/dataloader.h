@@ -85,8 +85,10 @@ struct Batch {
   std::shared_ptr<void> hold;
 };
 
-// A host tensor for a batch, page-locked when `pinned` (through the pinned caching allocator).
-Tensor empty_host(const Shape& shape, DType dtype, bool pinned);
+// A host tensor for a batch, page-locked when `pinned` (through the pinned caching allocator, which
+// reuses blocks of equal size). round_up: a pinned block of the next power of two bytes (>= 4 KiB),
+// so that tensors whose size changes every batch (detection targets) reuse a few cached blocks.
+Tensor empty_host(const Shape& shape, DType dtype, bool pinned, bool round_up = false);
 
 // What a batch function is asked for: batch `batch_index` of `epoch`, made of these dataset
 // indices (Note [Loader determinism]); `seed` is the loader's; `pinned` asks for page-locked tensors.

@@ -259,7 +259,7 @@ Batch collate_detection(std::vector<DetectionSample>& samples, bool pinned) {
   }
   Batch out;
   out.images = empty_host({B, 3, H, W}, DType::u8, pinned);
-  out.targets = empty_host({nboxes, 6}, DType::f32, pinned);
+  out.targets = empty_host({nboxes, 6}, DType::f32, pinned, /*round_up=*/true);
   uint8_t* img = out.images.data<uint8_t>();
   float* t = out.targets.data<float>();
   const int64_t hw = H * W;

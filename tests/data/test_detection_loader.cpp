@@ -231,3 +231,23 @@ TEST_CASE("hyperparameter yaml: ultralytics keys read, trainer keys ignored, ran
   write_bytes(d / "nan.yaml", "scale: big\n");
   CHECK(contains(error_of([&] { read_augment_yaml(d / "nan.yaml"); }), "nan.yaml:1: 'scale' must be a number, got 'big'"));
 }
+
+TEST_CASE("detection batch: pinned batches hold the same content; targets' pinned blocks are rounded up") {
+  TempDir d;
+  const auto ds = sized_dataset(d, {{40, 80}, {64, 32}, {64, 64}, {30, 50}});
+  DetectionPipeline p;
+  p.img_size = 64;
+  p.augment = true;
+  DataLoaderOptions o;
+  o.batch_size = 4;
+  o.workers = 1;
+  o.seed = 3;
+  DataLoader plain(std::make_shared<SequentialSampler>(4), detection_batch_fn(ds, p), o);
+  o.pin_memory = true;
+  DataLoader pinned(std::make_shared<SequentialSampler>(4), detection_batch_fn(ds, p), o);
+  const Batch a = plain.make_batch(0, 0), b = pinned.make_batch(0, 0);
+  CHECK(same(a, b));
+  CHECK(b.targets.sizes() == a.targets.sizes());
+  CHECK(b.targets.storage()->nbytes == 4096);  // 24 bytes per box, rounded up to the 4 KiB minimum
+  CHECK(b.images.storage()->nbytes == b.images.nbytes());
+}
