@@ -35,7 +35,7 @@ const Command kCommands[] = {
     {"info", rg::app::cmd_info, "print devices, CUDA/cuDNN/NCCL versions (honours CUDA_VISIBLE_DEVICES)"},
     {"demo-mlp", rg::app::cmd_demo_mlp, "train a tiny MLP on generated data and print its loss falling"},
     {"launch", rg::app::cmd_launch, "start N ranks of a program with the rendezvous variables (torchrun)"},
-    {"make-data", rg::app::cmd_make_data, "write a synthetic dataset (classify: shapes in ImageFolder layout)"},
+    {"make-data", rg::app::cmd_make_data, "write a synthetic dataset (classify: ImageFolder; detect: YOLO + COCO)"},
     {"train-classifier", rg::app::cmd_train_classifier, "train a ResNet classifier on an ImageFolder dataset"},
     {"train", rg::app::cmd_train, "train a model: --task classify (same as train-classifier)"},
     {"model", rg::app::cmd_model, "darknet cfg: layer table, one forward's raw heads, .weights conversion"},

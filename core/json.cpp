@@ -1,15 +1,32 @@
-// JSON parsing and writing (see json.h).
+// JSON values (see json.h): parsing through nlohmann-json's SAX parser straight into rg::Json (one
+// tree, not two), writing through nlohmann's serializer. Note [JSON on nlohmann].
 #include "core/json.h"
 
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
+#include <cstdint>
+#include <limits>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
 namespace rg {
 
+// Note [JSON on nlohmann]
+// The hand-written parser is gone: text goes through nlohmann::json::sax_parse (strict RFC 8259,
+// UTF-8 checked, no comments), whose events build rg::Json directly, so a parse costs one tree.
+// Numbers: integers that fit int64 (or uint64 up to INT64_MAX) become exact integers, everything
+// else a double. Objects keep file order; a repeated key is kept twice and find() returns the
+// first, as before. Nesting deeper than kMaxDepth is refused (the tree's destructor recurses).
+// Errors read "JSON parse error at byte N: <what>", N the 0-based offset of the offending byte
+// (the text's length for an unexpected end). dump() converts to nlohmann::ordered_json and
+// serialises it: integral numbers below 2^53 print as integers (as before), other finite doubles
+// in the shortest form that reads back to the same double, non-finite ones as null, and invalid
+// UTF-8 in strings is replaced by U+FFFD instead of failing the write.
+
 namespace {
+constexpr int kMaxDepth = 256;
+
 const char* type_name(Json::Type t) {
   switch (t) {
     case Json::Type::Null: return "null";
@@ -95,266 +112,116 @@ size_t Json::size() const {
   return 0;
 }
 
+// ---- writing
 namespace {
-void dump_string(const std::string& s, std::string& out) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+nlohmann::ordered_json to_nlohmann(const Json& j) {
+  switch (j.type()) {
+    case Json::Type::Null: return nullptr;
+    case Json::Type::Bool: return j.as_bool();
+    case Json::Type::Number: {
+      const double d = j.as_double();
+      if (std::floor(d) == d && std::fabs(d) < 9.007199254740992e15) return j.as_int();
+      return d;  // NaN and infinities serialise as null
+    }
+    case Json::Type::String: return j.as_string();
+    case Json::Type::Array: {
+      nlohmann::ordered_json a = nlohmann::ordered_json::array();
+      for (const Json& v : j.as_array()) a.push_back(to_nlohmann(v));
+      return a;
+    }
+    case Json::Type::Object: {
+      nlohmann::ordered_json o = nlohmann::ordered_json::object();
+      // ordered_json's operator[] would merge repeated keys; append the pairs as they are.
+      for (const auto& [k, v] : j.as_object()) o.get_ref<nlohmann::ordered_json::object_t&>().emplace_back(k, to_nlohmann(v));
+      return o;
     }
   }
-  out += '"';
+  return nullptr;
 }
-
-void dump_value(const Json& j, std::string& out);
 }  // namespace
 
 std::string Json::dump() const {
-  std::string out;
-  dump_value(*this, out);
-  return out;
+  return to_nlohmann(*this).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-namespace {
-void dump_value(const Json& j, std::string& out) {
-  switch (j.type()) {
-    case Json::Type::Null: out += "null"; break;
-    case Json::Type::Bool: out += j.as_bool() ? "true" : "false"; break;
-    case Json::Type::Number: {
-      const double d = j.as_double();
-      char buf[40];
-      if (std::floor(d) == d && std::fabs(d) < 9.007199254740992e15) {
-        std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(j.as_int()));
-      } else if (std::isfinite(d)) {
-        std::snprintf(buf, sizeof buf, "%.17g", d);
-      } else {
-        std::snprintf(buf, sizeof buf, "null");  // JSON has no inf/nan
-      }
-      out += buf;
-      break;
-    }
-    case Json::Type::String: dump_string(j.as_string(), out); break;
-    case Json::Type::Array: {
-      out += '[';
-      bool first = true;
-      for (const auto& v : j.as_array()) {
-        if (!first) out += ',';
-        first = false;
-        dump_value(v, out);
-      }
-      out += ']';
-      break;
-    }
-    case Json::Type::Object: {
-      out += '{';
-      bool first = true;
-      for (const auto& [k, v] : j.as_object()) {
-        if (!first) out += ',';
-        first = false;
-        dump_string(k, out);
-        out += ':';
-        dump_value(v, out);
-      }
-      out += '}';
-      break;
-    }
-  }
-}
-}  // namespace
-
+// ---- parsing: nlohmann SAX events -> rg::Json
 class JsonParser {
  public:
-  explicit JsonParser(const std::string& s) : s_(s) {}
+  bool null() { return put(Json()); }
+  bool boolean(bool b) { return put(Json(b)); }
+  bool number_integer(int64_t v) { return put(Json(v)); }
+  bool number_unsigned(uint64_t v) {
+    if (v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return put(Json(static_cast<int64_t>(v)));
+    return put(Json(static_cast<double>(v)));
+  }
+  bool number_float(double v, const std::string&) { return put(Json(v)); }
+  bool string(std::string& s) { return put(Json(std::move(s))); }
+  bool binary(std::vector<uint8_t>&) { return false; }  // not produced by the text parser
+  bool start_object(size_t) { return open(Json::object()); }
+  bool key(std::string& k) {
+    keys_.push_back(std::move(k));
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool start_array(size_t) { return open(Json::array()); }
+  bool end_array() { return close(); }
+  bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception& ex) {
+    // what(): "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
+    std::string what = ex.what();
+    const size_t col = what.find("column ");
+    const size_t colon = col == std::string::npos ? std::string::npos : what.find(": ", col);
+    if (colon != std::string::npos) what = what.substr(colon + 2);
+    error_ = "JSON parse error at byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + what;
+    return false;
+  }
 
-  Json parse_all() {
-    Json v = value(0);
-    ws();
-    if (i_ != s_.size()) fail("trailing characters");
-    return v;
+  Json parse(const char* begin, const char* end) {
+    const bool ok = nlohmann::json::sax_parse(begin, end, this);
+    if (too_deep_) RG_THROW("JSON parse error: nesting deeper than ", kMaxDepth, " levels");
+    if (!ok || !error_.empty()) RG_THROW(error_.empty() ? std::string("JSON parse error") : error_);
+    return std::move(root_);
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) { RG_THROW("JSON parse error at byte ", i_, ": ", what); }
-  void ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
-  }
-  bool eat(char c) {
-    ws();
-    if (i_ < s_.size() && s_[i_] == c) {
-      ++i_;
+  // Places a finished value: into the open array or object, or as the root.
+  bool put(Json v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
       return true;
     }
-    return false;
-  }
-  void expect(char c) {
-    if (!eat(c)) fail(std::string("expected '") + c + "'");
-  }
-  bool literal(const char* word) {
-    const std::string w(word);
-    if (s_.compare(i_, w.size(), w) == 0) {
-      i_ += w.size();
-      return true;
-    }
-    return false;
-  }
-
-  Json value(int depth) {
-    if (depth > 256) fail("nesting too deep");
-    ws();
-    if (i_ >= s_.size()) fail("unexpected end of input");
-    const char c = s_[i_];
-    if (c == '{') return object(depth);
-    if (c == '[') return array(depth);
-    if (c == '"') return Json(string());
-    if (literal("true")) return Json(true);
-    if (literal("false")) return Json(false);
-    if (literal("null")) return Json();
-    if (c == '-' || (c >= '0' && c <= '9')) return number();
-    fail(std::string("unexpected character '") + c + "'");
-  }
-
-  Json object(int depth) {
-    ++i_;
-    Json o = Json::object();
-    if (eat('}')) return o;
-    do {
-      ws();
-      if (i_ >= s_.size() || s_[i_] != '"') fail("expected a string key");
-      std::string k = string();
-      expect(':');
-      o.obj_.emplace_back(std::move(k), value(depth + 1));
-    } while (eat(','));
-    expect('}');
-    return o;
-  }
-
-  Json array(int depth) {
-    ++i_;
-    Json a = Json::array();
-    if (eat(']')) return a;
-    do {
-      a.arr_.push_back(value(depth + 1));
-    } while (eat(','));
-    expect(']');
-    return a;
-  }
-
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
+    Json& top = stack_.back();
+    if (top.type_ == Json::Type::Array) {
+      top.arr_.push_back(std::move(v));
     } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
+      top.obj_.emplace_back(std::move(keys_.back()), std::move(v));
+      keys_.pop_back();
     }
+    return true;
+  }
+  bool open(Json container) {
+    if (static_cast<int>(stack_.size()) >= kMaxDepth) {
+      too_deep_ = true;
+      return false;
+    }
+    stack_.push_back(std::move(container));
+    return true;
+  }
+  bool close() {
+    Json done = std::move(stack_.back());
+    stack_.pop_back();
+    return put(std::move(done));
   }
 
-  uint32_t hex4() {
-    if (i_ + 4 > s_.size()) fail("truncated \\u escape");
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char h = s_[i_++];
-      v <<= 4;
-      if (h >= '0' && h <= '9') v |= static_cast<uint32_t>(h - '0');
-      else if (h >= 'a' && h <= 'f') v |= static_cast<uint32_t>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') v |= static_cast<uint32_t>(h - 'A' + 10);
-      else fail("bad hex digit in \\u escape");
-    }
-    return v;
-  }
-
-  std::string string() {
-    ++i_;  // opening quote
-    std::string out;
-    while (true) {
-      if (i_ >= s_.size()) fail("unterminated string");
-      const char c = s_[i_++];
-      if (c == '"') break;
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (i_ >= s_.size()) fail("unterminated escape");
-      const char e = s_[i_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && i_ + 1 < s_.size() && s_[i_] == '\\' && s_[i_ + 1] == 'u') {
-            i_ += 2;
-            const uint32_t lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("bad surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default: fail(std::string("bad escape '\\") + e + "'");
-      }
-    }
-    return out;
-  }
-
-  Json number() {
-    const size_t start = i_;
-    bool integral = true;
-    if (s_[i_] == '-') ++i_;
-    if (i_ >= s_.size() || !(s_[i_] >= '0' && s_[i_] <= '9')) fail("bad number");
-    if (s_[i_] == '0') {
-      ++i_;
-    } else {
-      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-    }
-    if (i_ < s_.size() && s_[i_] == '.') {
-      integral = false;
-      ++i_;
-      if (i_ >= s_.size() || !(s_[i_] >= '0' && s_[i_] <= '9')) fail("bad fraction");
-      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-    }
-    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      integral = false;
-      ++i_;
-      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
-      if (i_ >= s_.size() || !(s_[i_] >= '0' && s_[i_] <= '9')) fail("bad exponent");
-      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-    }
-    const std::string text = s_.substr(start, i_ - start);
-    if (integral && text.size() < 19) return Json(static_cast<int64_t>(std::strtoll(text.c_str(), nullptr, 10)));
-    return Json(std::strtod(text.c_str(), nullptr));
-  }
-
-  const std::string& s_;
-  size_t i_ = 0;
+  std::vector<Json> stack_;        // the open arrays and objects, innermost last
+  std::vector<std::string> keys_;  // the pending key of each open object that awaits its value
+  Json root_;
+  std::string error_;
+  bool too_deep_ = false;
 };
 
-Json Json::parse(const std::string& text) { return JsonParser(text).parse_all(); }
+Json Json::parse(const std::string& text) {
+  JsonParser p;
+  return p.parse(text.data(), text.data() + text.size());
+}
 
 }  // namespace rg

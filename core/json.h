@@ -1,5 +1,5 @@
-// A small JSON value with a strict parser and a compact writer: enough for safetensors headers,
-// checkpoint metadata, COCO annotations and benchmark output. Parse errors give the byte offset.
+// A small JSON value (safetensors headers, checkpoint metadata, benchmark output) parsed and written
+// through nlohmann-json (Note [JSON on nlohmann] in json.cpp). Parse errors give the byte offset.
 #pragma once
 
 #include <cstdint>

@@ -30,19 +30,25 @@ std::vector<int64_t> DistributedSamplerAdapter::indices(int64_t epoch) const {
 }
 
 // ---- batches
-namespace {
-Tensor host_tensor(const Shape& shape, DType dtype, bool pinned) {
+Tensor empty_host(const Shape& shape, DType dtype, bool pinned, bool round_up) {
   if (!pinned) return empty(shape, dtype);
+  size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  if (round_up) {
+    size_t cap = 4096;
+    while (cap < bytes) cap *= 2;
+    bytes = cap;
+  }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = allocate_pinned_storage(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  impl->storage = allocate_pinned_storage(bytes);
   impl->sizes = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
 
+namespace {
 struct HostHold {
-  Tensor images, labels;
+  Tensor images, labels, targets;
   cuda::Event copied;
   ~HostHold() {
     try {
@@ -51,23 +57,74 @@ struct HostHold {
     }
   }
 };
+
+// Issues an asynchronous host-to-device copy of a contiguous host tensor (undefined stays undefined).
+Tensor copy_async(const Tensor& host, Device device) {
+  if (!host.defined()) return host;
+  Tensor dev = empty(host.sizes(), TensorOptions(host.dtype()).device(device));
+  if (host.nbytes() > 0) {
+    cuda::memcpy(dev.data_ptr(), host.data_ptr(), host.nbytes(), cuda::CopyKind::HostToDevice, true);
+  }
+  return dev;
+}
+
+// Classification collation: (B, C, H, W) u8 images and (B) i64 labels from the samples.
+Batch collate_classify(const ClassifyDataset& dataset, const ImageTransform& transform, const BatchRequest& req) {
+  const auto n = static_cast<int64_t>(req.indices.size());
+  Batch out;
+  out.labels = empty_host({n}, DType::i64, req.pinned);
+  int64_t* lab = out.labels.data<int64_t>();
+  int64_t C = 0, H = 0, W = 0;
+  uint8_t* dst = nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t idx = req.indices[static_cast<size_t>(i)];
+    SampleRng rng(req.seed, static_cast<uint64_t>(req.epoch), static_cast<uint64_t>(idx));
+    Image img = dataset.load(idx);
+    if (transform) img = transform(img, rng);
+    if (i == 0) {
+      C = img.channels, H = img.height, W = img.width;
+      out.images = empty_host({n, C, H, W}, DType::u8, req.pinned);
+      dst = out.images.data<uint8_t>();
+    }
+    RG_CHECK(img.channels == C && img.height == H && img.width == W, "DataLoader: sample ", idx, " is ", img.height,
+             "x", img.width, "x", img.channels, " after its transform but the batch's first is ", H, "x", W, "x", C,
+             "; give the transform a fixed size");
+    lab[i] = dataset.label(idx);
+    uint8_t* o = dst + i * C * H * W;
+    const uint8_t* src = img.pixels.data();
+    const int64_t hw = H * W;
+    for (int64_t p = 0; p < hw; ++p) {
+      for (int64_t c = 0; c < C; ++c) o[c * hw + p] = src[p * C + c];
+    }
+  }
+  return out;
+}
+BatchFn classify_batch_fn(std::shared_ptr<const ClassifyDataset> dataset, ImageTransform transform) {
+  RG_CHECK(dataset, "DataLoader: dataset and sampler are required");
+  return [dataset = std::move(dataset), transform = std::move(transform)](const BatchRequest& req) {
+    return collate_classify(*dataset, transform, req);
+  };
+}
 }  // namespace
 
 Batch to_device(const Batch& b, Device device) {
   if (device.is_cpu()) return b;
-  RG_CHECK(b.images.is_cpu() && b.labels.is_cpu() && b.images.is_contiguous() && b.labels.is_contiguous(),
-           "to_device: expected a contiguous host batch, got ", b.images.describe(), " and ", b.labels.describe());
+  for (const Tensor* t : {&b.images, &b.labels, &b.targets}) {
+    RG_CHECK(!t->defined() || (t->is_cpu() && t->is_contiguous()), "to_device: expected a contiguous host batch, got ",
+             t->describe());
+  }
   cuda::DeviceGuard guard(device.index);
   Batch out;
   out.indices = b.indices;
   out.batch_index = b.batch_index;
-  out.images = empty(b.images.sizes(), TensorOptions(b.images.dtype()).device(device));
-  out.labels = empty(b.labels.sizes(), TensorOptions(b.labels.dtype()).device(device));
-  cuda::memcpy(out.images.data_ptr(), b.images.data_ptr(), b.images.nbytes(), cuda::CopyKind::HostToDevice, true);
-  cuda::memcpy(out.labels.data_ptr(), b.labels.data_ptr(), b.labels.nbytes(), cuda::CopyKind::HostToDevice, true);
+  out.info = b.info;
+  out.images = copy_async(b.images, device);
+  out.labels = copy_async(b.labels, device);
+  out.targets = copy_async(b.targets, device);
   auto hold = std::make_shared<HostHold>();
   hold->images = b.images;
   hold->labels = b.labels;
+  hold->targets = b.targets;
   hold->copied.record(cuda::current_stream(device.index));
   out.hold = std::move(hold);
   return out;
@@ -76,8 +133,11 @@ Batch to_device(const Batch& b, Device device) {
 // ---- the loader
 DataLoader::DataLoader(std::shared_ptr<const ClassifyDataset> dataset, std::shared_ptr<const Sampler> sampler,
                        ImageTransform transform, DataLoaderOptions options)
-    : dataset_(std::move(dataset)), sampler_(std::move(sampler)), transform_(std::move(transform)), opts_(options) {
-  RG_CHECK(dataset_ && sampler_, "DataLoader: dataset and sampler are required");
+    : DataLoader(std::move(sampler), classify_batch_fn(std::move(dataset), std::move(transform)), options) {}
+
+DataLoader::DataLoader(std::shared_ptr<const Sampler> sampler, BatchFn make, DataLoaderOptions options)
+    : sampler_(std::move(sampler)), make_(std::move(make)), opts_(options) {
+  RG_CHECK(sampler_ && make_, "DataLoader: dataset and sampler are required");
   RG_CHECK(opts_.batch_size >= 1, "DataLoader: batch_size must be >= 1, got ", opts_.batch_size);
   RG_CHECK(opts_.workers >= 0, "DataLoader: workers must be >= 0, got ", opts_.workers);
   if (opts_.prefetch_batches <= 0) opts_.prefetch_batches = 2 * std::max(opts_.workers, 1);
@@ -99,35 +159,11 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t b) const {
 Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const {
   const auto begin = static_cast<size_t>(b * opts_.batch_size);
   const size_t end = std::min(order.size(), begin + static_cast<size_t>(opts_.batch_size));
-  const auto n = static_cast<int64_t>(end - begin);
-  Batch out;
+  const std::vector<int64_t> indices(order.begin() + static_cast<std::ptrdiff_t>(begin),
+                                     order.begin() + static_cast<std::ptrdiff_t>(end));
+  Batch out = make_(BatchRequest{indices, epoch, b, opts_.seed, opts_.pin_memory});
   out.batch_index = b;
-  out.indices.assign(order.begin() + static_cast<std::ptrdiff_t>(begin), order.begin() + static_cast<std::ptrdiff_t>(end));
-  out.labels = host_tensor({n}, DType::i64, opts_.pin_memory);
-  int64_t* lab = out.labels.data<int64_t>();
-  int64_t C = 0, H = 0, W = 0;
-  uint8_t* dst = nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t idx = out.indices[static_cast<size_t>(i)];
-    SampleRng rng(opts_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(idx));
-    Image img = dataset_->load(idx);
-    if (transform_) img = transform_(img, rng);
-    if (i == 0) {
-      C = img.channels, H = img.height, W = img.width;
-      out.images = host_tensor({n, C, H, W}, DType::u8, opts_.pin_memory);
-      dst = out.images.data<uint8_t>();
-    }
-    RG_CHECK(img.channels == C && img.height == H && img.width == W, "DataLoader: sample ", idx, " is ", img.height,
-             "x", img.width, "x", img.channels, " after its transform but the batch's first is ", H, "x", W, "x", C,
-             "; give the transform a fixed size");
-    lab[i] = dataset_->label(idx);
-    uint8_t* o = dst + i * C * H * W;
-    const uint8_t* src = img.pixels.data();
-    const int64_t hw = H * W;
-    for (int64_t p = 0; p < hw; ++p) {
-      for (int64_t c = 0; c < C; ++c) o[c * hw + p] = src[p * C + c];
-    }
-  }
+  out.indices = indices;
   return out;
 }
 

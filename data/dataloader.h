@@ -1,6 +1,7 @@
-// Samplers and the classification DataLoader: worker threads decode and augment samples into
-// u8 (B, C, H, W) batches (pinned for CUDA), in order, through a bounded prefetch queue; the
-// consumer moves a batch to its device asynchronously and normalises it there.
+// Samplers and the DataLoader: worker threads decode and augment samples into u8 (B, C, H, W)
+// batches (pinned for CUDA), in order, through a bounded prefetch queue; the consumer moves a batch
+// to its device asynchronously and normalises it there. Classification and detection batches
+// (data/detection_loader.h) come from the same loader through a batch function.
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "data/box.h"
 #include "data/dataset.h"
 #include "data/distributed_sampler.h"
 #include "data/image.h"
@@ -69,16 +71,36 @@ class DistributedSamplerAdapter : public Sampler {
 // The per-sample transform: the image and its SampleRng(seed, epoch, index).
 using ImageTransform = std::function<Image(const Image&, SampleRng&)>;
 
-// One batch. On the host: images (B, C, H, W) u8, labels (B) i64, in pinned memory when asked.
-// After to_device: the same on the device; host copies stay alive (in `hold`) until the copies
-// have finished (Note [Async batch copies]).
+// One batch. On the host, in pinned memory when asked: images (B, C, H, W) u8 and, for
+// classification, labels (B) i64; for detection, targets (N, 6) f32 and one ImageInfo per image
+// (Note [Detection batches]). After to_device: the tensors on the device; host copies stay alive
+// (in `hold`) until the copies have finished (Note [Async batch copies]).
 struct Batch {
   Tensor images;                 // (B, C, H, W) u8
-  Tensor labels;                 // (B) i64
+  Tensor labels;                 // (B) i64 (classification; undefined for detection)
+  Tensor targets;                // (N, 6) f32 [image in batch, class, cx, cy, w, h] (detection; else undefined)
+  std::vector<ImageInfo> info;   // per image (detection)
   std::vector<int64_t> indices;  // the dataset indices, in batch order
   int64_t batch_index = 0;       // position in the epoch
   std::shared_ptr<void> hold;
 };
+
+// A host tensor for a batch, page-locked when `pinned` (through the pinned caching allocator, which
+// reuses blocks of equal size). round_up: a pinned block of the next power of two bytes (>= 4 KiB),
+// so that tensors whose size changes every batch (detection targets) reuse a few cached blocks.
+Tensor empty_host(const Shape& shape, DType dtype, bool pinned, bool round_up = false);
+
+// What a batch function is asked for: batch `batch_index` of `epoch`, made of these dataset
+// indices (Note [Loader determinism]); `seed` is the loader's; `pinned` asks for page-locked tensors.
+struct BatchRequest {
+  const std::vector<int64_t>& indices;
+  int64_t epoch = 0;
+  int64_t batch_index = 0;
+  uint64_t seed = 0;
+  bool pinned = false;
+};
+// Builds a batch; called concurrently from the worker threads.
+using BatchFn = std::function<Batch(const BatchRequest&)>;
 
 // Note [Async batch copies]
 // to_device issues both host-to-device copies with async = true on the device's current stream
@@ -107,14 +129,18 @@ struct DataLoaderOptions {
 
 // Note [Loader determinism]
 // Batch b of epoch e holds the samples sampler.indices(e)[b*B, (b+1)*B), each transformed with
-// SampleRng(seed, e, dataset index): its content depends on nothing else -- not on the worker
-// count, on which worker made it, on timing, or on whether the epoch was started at batch b by a
-// resumed run. Workers claim batch numbers in increasing order and the consumer receives them in
-// that order; a worker's exception is rethrown to the consumer at that batch.
+// SampleRng(seed, e, dataset index), and whatever the batch as a whole needs (a detection batch's
+// multi-scale size, Note [Multi-scale]) comes from (seed, e, b): its content depends on nothing
+// else -- not on the worker count, on which worker made it, on timing, or on whether the epoch was
+// started at batch b by a resumed run. Workers claim batch numbers in increasing order and the
+// consumer receives them in that order; a worker's exception is rethrown to the consumer at that batch.
 class DataLoader {
  public:
+  // Classification: (image, label) samples through `transform`, collated into images + labels.
   DataLoader(std::shared_ptr<const ClassifyDataset> dataset, std::shared_ptr<const Sampler> sampler,
              ImageTransform transform, DataLoaderOptions options);
+  // Any batch kind: `make` builds each batch from its indices (detection: detection_batch_fn).
+  DataLoader(std::shared_ptr<const Sampler> sampler, BatchFn make, DataLoaderOptions options);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -136,9 +162,8 @@ class DataLoader {
   void stop_workers();
   void worker_loop();
 
-  std::shared_ptr<const ClassifyDataset> dataset_;
   std::shared_ptr<const Sampler> sampler_;
-  ImageTransform transform_;
+  BatchFn make_;
   DataLoaderOptions opts_;
   int pin_device_ = -1;  // the CUDA device pinned batches are allocated under; -1: none
 

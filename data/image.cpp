@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cctype>
+#include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
@@ -96,7 +97,8 @@ struct JpegEncodeState {
   }
 };
 
-Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int channels) {
+// scale_num / 8: libjpeg's DCT scaling (8 = full size).
+Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int channels, int scale_num = 8) {
   auto st = std::make_unique<JpegDecodeState>();
   st->cinfo.err = jpeg_std_error(&st->err.pub);
   st->err.pub.error_exit = jpeg_on_error;
@@ -110,6 +112,8 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int
   jpeg_read_header(&st->cinfo, TRUE);
   const bool gray = channels == 1 || (channels == 0 && st->cinfo.num_components == 1);
   st->cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+  st->cinfo.scale_num = static_cast<unsigned>(scale_num);
+  st->cinfo.scale_denom = 8;
   jpeg_start_decompress(&st->cinfo);
   st->img = Image(st->cinfo.output_height, st->cinfo.output_width, st->cinfo.output_components);
   while (st->cinfo.output_scanline < st->cinfo.output_height) {
@@ -122,6 +126,26 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int
   st->created = false;
   RG_CHECK(!st->err.truncated, "cannot decode '", name, "': JPEG file is truncated (premature end of data)");
   return std::move(st->img);
+}
+
+// The JPEG header of `data` (size and components) or an error message; no pixel is decoded.
+bool jpeg_header(const uint8_t* data, size_t size, ImageHeader* h) {
+  auto st = std::make_unique<JpegDecodeState>();
+  st->cinfo.err = jpeg_std_error(&st->err.pub);
+  st->err.pub.error_exit = jpeg_on_error;
+  st->err.pub.emit_message = jpeg_on_message;
+  if (setjmp(st->err.jump)) {
+    h->error = st->err.msg;
+    return false;
+  }
+  jpeg_create_decompress(&st->cinfo);
+  st->created = true;
+  jpeg_mem_src(&st->cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&st->cinfo, TRUE);
+  h->height = st->cinfo.image_height;
+  h->width = st->cinfo.image_width;
+  h->channels = st->cinfo.num_components;
+  return true;
 }
 }  // namespace
 
@@ -190,6 +214,80 @@ std::string read_file(const std::string& path) {
 Image read_image(const std::string& path, int channels) {
   const std::string bytes = read_file(path);
   return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, channels);
+}
+
+Image read_image_reduced(const std::string& path, double min_scale, double* scale) {
+  const std::string bytes = read_file(path);
+  const auto* d = reinterpret_cast<const uint8_t*>(bytes.data());
+  int m = 8;  // 1/2, 1/4 and 1/8 have libjpeg-turbo's SIMD paths; the other M/8 are slower than 8/8
+  if (sniff_format(d, bytes.size()) == ImageFormat::Jpeg) {
+    while (m > 1 && (m / 2) / 8.0 >= min_scale) m /= 2;
+  }
+  if (scale) *scale = m / 8.0;
+  if (m == 8) return decode_image(d, bytes.size(), path, 3);
+  return decode_jpeg(d, bytes.size(), path, 3, m);
+}
+
+ImageHeader probe_image(const std::string& path) {
+  ImageHeader h;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    h.error = std::strerror(errno);
+    return h;
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, std::fclose);
+  std::string head(64 * 1024, '\0');
+  head.resize(std::fread(head.data(), 1, head.size(), f));
+  const bool whole = head.size() < 64 * 1024;
+  std::fseek(f, 0, SEEK_END);
+  const long size = std::ftell(f);
+  uint8_t tail[12] = {0};
+  const long ntail = std::min<long>(size, 12);
+  std::fseek(f, size - ntail, SEEK_SET);
+  if (std::fread(tail, 1, static_cast<size_t>(ntail), f) != static_cast<size_t>(ntail)) {
+    h.error = "I/O error";
+    return h;
+  }
+  const auto* d = reinterpret_cast<const uint8_t*>(head.data());
+  if (size == 0) {
+    h.error = "empty file";
+    return h;
+  }
+  h.format = sniff_format(d, head.size());
+  if (h.format == ImageFormat::Jpeg) {
+    if (!jpeg_header(d, head.size(), &h) && !whole) {  // the header may lie beyond 64 KiB (large EXIF/ICC)
+      h.error.clear();
+      const std::string all = read_file(path);
+      jpeg_header(reinterpret_cast<const uint8_t*>(all.data()), all.size(), &h);
+    }
+    if (!h.error.empty()) return h;
+    h.complete = ntail >= 2 && tail[ntail - 2] == 0xFF && tail[ntail - 1] == 0xD9;
+  } else if (h.format == ImageFormat::Png) {
+    static const uint8_t kIhdr[4] = {'I', 'H', 'D', 'R'};
+    if (head.size() < 26 || std::memcmp(d + 12, kIhdr, 4) != 0) {
+      h.error = "PNG without an IHDR chunk";
+      return h;
+    }
+    auto be32 = [&](size_t o) { return (int64_t{d[o]} << 24) | (int64_t{d[o + 1]} << 16) | (int64_t{d[o + 2]} << 8) | d[o + 3]; };
+    h.width = be32(16);
+    h.height = be32(20);
+    static const int kChannels[7] = {1, 0, 3, 1, 2, 0, 4};  // by colour type 0..6 (3: palette)
+    h.channels = d[25] <= 6 ? kChannels[d[25]] : 0;
+    static const uint8_t kIend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+    h.complete = ntail == 12 && std::memcmp(tail, kIend, 12) == 0;
+  } else {
+    h.error = "not a JPEG or PNG file";
+    return h;
+  }
+  if (!h.complete) {  // no end marker: only a full decode can tell (trailing bytes after EOI are harmless)
+    try {
+      read_image(path, 3);
+      h.complete = true;
+    } catch (const std::exception& e) {
+      h.error = e.what();
+    }
+  }
+  return h;
 }
 
 void write_image(const std::string& path, const Image& img, int quality) {

@@ -34,6 +34,25 @@ ImageFormat format_from_extension(const std::string& path);
 Image decode_image(const uint8_t* data, size_t size, const std::string& name, int channels = 3);
 Image read_image(const std::string& path, int channels = 3);
 
+// RGB decode that may shrink a JPEG while decoding (libjpeg's DCT scaling, far cheaper than a full
+// decode and a resize): by the smallest of 1/8, 1/4, 1/2 and 1 that is >= min_scale (the factors
+// libjpeg-turbo has SIMD code for; its other M/8 decode slower than full size). The result shows
+// the picture at exactly that scale (pixel edges x -> x * M / 8, size ceil(w * M / 8)); *scale
+// receives the factor (1 for PNG and for min_scale > 1/2).
+Image read_image_reduced(const std::string& path, double min_scale, double* scale);
+
+// What a file's header says, without decoding the pixels: the format, the size and whether the
+// data ends as a complete file does (a JPEG's EOI marker, a PNG's IEND chunk). `error` is empty
+// when the header parsed; otherwise it says what is wrong ("no such file", "not a JPEG or PNG
+// file", libjpeg's message ...).
+struct ImageHeader {
+  ImageFormat format = ImageFormat::Unknown;
+  int64_t height = 0, width = 0, channels = 0;
+  bool complete = false;
+  std::string error;
+};
+ImageHeader probe_image(const std::string& path);
+
 // Encodes to bytes; JPEG takes 1 or 3 channels (quality 1..100, 4:2:0 subsampling), PNG 1..4.
 std::string encode_jpeg(const Image& img, int quality = 95, const std::string& name = "<memory>");
 std::string encode_png(const Image& img, const std::string& name = "<memory>");

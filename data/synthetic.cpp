@@ -59,8 +59,9 @@ bool in_star(double u, double v, double ri) {
   return side_p * side_o >= 0;
 }
 
-// Shape membership in the shape's own frame, coordinates in units of its radius.
-bool inside_shape(int kind, double u, double v) {
+}  // namespace
+
+bool shape_contains(int kind, double u, double v) {
   switch (kind) {
     case 0: return u * u + v * v <= 0.9;                                     // circle
     case 1: return std::abs(u) <= 0.72 && std::abs(v) <= 0.72;               // square
@@ -71,12 +72,37 @@ bool inside_shape(int kind, double u, double v) {
     case 5: return in_star(u, v, 0.45);                                       // star
     case 6: return std::abs(u) <= 1.0 && std::abs(v) <= 0.3;                  // bar
     case 7: return in_regular_polygon(u, v, 6, 0.9);                          // hexagon
-    default: RG_THROW("render_shape_image: unknown shape kind ", kind);
+    default: RG_THROW("shape_contains: unknown shape kind ", kind);
   }
 }
 
+namespace {
 double clamp255(double x) { return std::clamp(x, 0.0, 255.0); }
 }  // namespace
+
+ShapeBackground ShapeBackground::draw(SampleRng& rng) {
+  ShapeBackground b;
+  for (int c = 0; c < 3; ++c) {
+    b.base[c] = rng.uniform(0, 255);
+    b.alt[c] = clamp255(b.base[c] + rng.uniform(-50, 50));
+  }
+  b.pattern = static_cast<int>(rng.randint(0, 3));
+  const double ang = rng.uniform(0, 2 * kPi);
+  b.ca = std::cos(ang), b.sa = std::sin(ang);
+  b.freq = rng.uniform(1.5, 4.0), b.phase = rng.uniform(0, 2 * kPi);
+  for (double& g : b.grid) g = rng.uniform();
+  return b;
+}
+
+double ShapeBackground::mix(double xs, double ys) const {
+  if (pattern == 0) return std::clamp(0.5 + 0.7 * ((xs - 0.5) * ca + (ys - 0.5) * sa), 0.0, 1.0);
+  if (pattern == 1) return 0.5 + 0.5 * std::sin(2 * kPi * freq * (xs * ca + ys * sa) + phase);
+  const double gx = std::clamp(xs, 0.0, 1.0) * kGrid, gy = std::clamp(ys, 0.0, 1.0) * kGrid;
+  const int ix = std::min(static_cast<int>(gx), kGrid - 1), iy = std::min(static_cast<int>(gy), kGrid - 1);
+  const double fx = gx - ix, fy = gy - iy;
+  auto at = [&](int a, int b) { return grid[static_cast<size_t>(b * (kGrid + 1) + a)]; };
+  return (at(ix, iy) * (1 - fx) + at(ix + 1, iy) * fx) * (1 - fy) + (at(ix, iy + 1) * (1 - fx) + at(ix + 1, iy + 1) * fx) * fy;
+}
 
 Image render_shape_image(int kind, int64_t S, uint64_t seed, uint64_t stream, uint64_t index) {
   RG_CHECK(kind >= 0 && kind < static_cast<int>(shape_class_names().size()), "render_shape_image: kind ", kind,
@@ -85,27 +111,10 @@ Image render_shape_image(int kind, int64_t S, uint64_t seed, uint64_t stream, ui
   SampleRng rng(seed, stream, index);
 
   // Background: a base colour and a nearby second colour, mixed by one of three textures.
-  std::array<double, 3> base{}, alt{};
-  for (int c = 0; c < 3; ++c) {
-    base[c] = rng.uniform(0, 255);
-    alt[c] = clamp255(base[c] + rng.uniform(-50, 50));
-  }
-  const int pattern = static_cast<int>(rng.randint(0, 3));
-  const double ang = rng.uniform(0, 2 * kPi), ca = std::cos(ang), sa = std::sin(ang);
-  const double freq = rng.uniform(1.5, 4.0), phase = rng.uniform(0, 2 * kPi);
-  constexpr int G = 4;  // blob grid
-  std::array<double, (G + 1) * (G + 1)> grid{};
-  for (double& g : grid) g = rng.uniform();
-  auto texture = [&](double x, double y) -> double {  // in [0, 1]
-    const double xs = x / S, ys = y / S;
-    if (pattern == 0) return std::clamp(0.5 + 0.7 * ((xs - 0.5) * ca + (ys - 0.5) * sa), 0.0, 1.0);
-    if (pattern == 1) return 0.5 + 0.5 * std::sin(2 * kPi * freq * (xs * ca + ys * sa) + phase);
-    const double gx = std::clamp(xs, 0.0, 1.0) * G, gy = std::clamp(ys, 0.0, 1.0) * G;
-    const int ix = std::min(static_cast<int>(gx), G - 1), iy = std::min(static_cast<int>(gy), G - 1);
-    const double fx = gx - ix, fy = gy - iy;
-    auto at = [&](int a, int b) { return grid[static_cast<size_t>(b * (G + 1) + a)]; };
-    return (at(ix, iy) * (1 - fx) + at(ix + 1, iy) * fx) * (1 - fy) + (at(ix, iy + 1) * (1 - fx) + at(ix + 1, iy + 1) * fx) * fy;
-  };
+  const ShapeBackground bgd = ShapeBackground::draw(rng);
+  const auto& base = bgd.base;
+  const auto& alt = bgd.alt;
+  auto texture = [&](double x, double y) { return bgd.mix(x / S, y / S); };
 
   // The shape: a colour far enough from the background's, a radius, a centre and a rotation.
   std::array<double, 3> col{};
@@ -133,7 +142,7 @@ Image render_shape_image(int kind, int64_t S, uint64_t seed, uint64_t stream, ui
           const double px = static_cast<double>(x) + (sx + 0.5) / SS - cx;
           const double py = static_cast<double>(y) + (sy + 0.5) / SS - cy;
           const double u = (px * cr + py * sr) / r, v = (-px * sr + py * cr) / r;
-          hits += inside_shape(kind, u, v) ? 1 : 0;
+          hits += shape_contains(kind, u, v) ? 1 : 0;
         }
       }
       const double alpha = static_cast<double>(hits) / (SS * SS);

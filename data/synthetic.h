@@ -3,17 +3,36 @@
 // ImageFolder tree (DIR/train/<class>/*.png, DIR/val/<class>/*.png). Deterministic for a seed.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "data/image.h"
+#include "data/sample_rng.h"
 
 namespace rg::data {
 
 // The shape kinds, in the order `--classes N` takes them: circle, square, triangle, cross, ring,
 // star, bar, hexagon.
 const std::vector<std::string>& shape_class_names();
+
+// Shape membership in the shape's own frame (the rasteriser of both synthetic datasets): (u, v) in
+// units of the shape's radius, a vertex (or arm) pointing along +u; every shape lies within u^2 + v^2 <= 1.
+bool shape_contains(int kind, double u, double v);
+
+// The textured background of the synthetic images: a base colour and a nearby second one mixed by
+// a gradient, stripes or a blob grid, drawn from rng in a fixed order.
+struct ShapeBackground {
+  static constexpr int kGrid = 4;
+  std::array<double, 3> base{}, alt{};
+  int pattern = 0;
+  double ca = 1, sa = 0, freq = 2, phase = 0;
+  std::array<double, (kGrid + 1) * (kGrid + 1)> grid{};
+  static ShapeBackground draw(SampleRng& rng);
+  // The mixing weight in [0, 1] of `alt` at (xs, ys), the position as fractions of width and height.
+  double mix(double xs, double ys) const;
+};
 
 // One image of `size` x `size` x 3 showing shape kind `kind` (index into shape_class_names()),
 // every random choice drawn from SampleRng(seed, stream, index) (Note [Per-sample randomness]).

@@ -6,7 +6,8 @@
 # Usage: scripts/device_kit.sh   (writes .devkit/debs/*.deb, a few MB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libeigen3-dev doctest-dev libstb-dev libjpeg62-turbo-dev libjpeg62-turbo)
+pkgs=(libeigen3-dev doctest-dev libstb-dev libjpeg62-turbo-dev libjpeg62-turbo nlohmann-json3-dev
+      libyaml-cpp-dev libyaml-cpp0.7 libexpat1-dev libexpat1)
 mkdir -p .devkit/debs
 cd .devkit/debs
 rm -f ./*.deb

@@ -28,6 +28,7 @@ if compgen -G ".devkit/debs/*.deb" >/dev/null; then
   cmake_args+=(-DCMAKE_PREFIX_PATH="$root/usr")
 else
   pkgs=(cmake ninja-build g++ libeigen3-dev doctest-dev ccache libjpeg-dev libstb-dev
+        nlohmann-json3-dev libyaml-cpp-dev libexpat1-dev fonts-dejavu-core
         libopenmpi-dev openmpi-bin python3 python3-venv)
   missing=()
   for p in "${pkgs[@]}"; do

@@ -1,9 +1,11 @@
 // Helpers for the data tests: a temporary directory removed at scope exit, small images with
-// known pixels, and reading/writing raw files.
+// known pixels, reading/writing raw files and setting their mtimes.
 #pragma once
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -44,6 +46,14 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream f(path, std::ios::binary);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Sets a file's access and modification times to `ns` nanoseconds since the epoch.
+inline void set_mtime_ns(const std::string& path, int64_t ns) {
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = ns / 1000000000;
+  ts[0].tv_nsec = ts[1].tv_nsec = ns % 1000000000;
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, 0) == 0);
 }
 
 inline std::string read_bytes(const std::string& path) {
