@@ -1,13 +1,17 @@
-// The ProcessGroup base: argument checks, sequence numbers, RINGGRAD_DIST_DEBUG's cross-rank
-// signature check and the timeout error that names the ranks that never arrived
-// (Note [Collective sequence numbers]); CompletionWork; the backend registry.
+// The ProcessGroup base: argument checks, sequence numbers, the hang watchdog's bookkeeping,
+// RINGGRAD_DIST_DEBUG's cross-rank signature check and the timeout error that names the ranks
+// that never arrived (Note [Collective sequence numbers]); CompletionWork; the backend registry.
 #include "distributed/process_group.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
+
+#include "distributed/watchdog.h"
 
 namespace rg::dist {
 
@@ -20,7 +24,10 @@ bool CompletionWork::is_completed() {
 
 void CompletionWork::wait() {
   std::unique_lock<std::mutex> g(mu_);
-  cv_.wait(g, [&] { return done_; });
+  if (!done_) {
+    detail::WaitScope blocked;  // the hang report shows this thread's stack
+    cv_.wait(g, [&] { return done_; });
+  }
   if (error_) std::rethrow_exception(error_);
 }
 
@@ -57,6 +64,11 @@ bool env_flag(const char* name) {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+bool env_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0);
+}
+
 std::string join_ranks(const std::vector<int>& ranks) {
   std::string s;
   for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
@@ -71,6 +83,39 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size)
   RG_CHECK(rank >= 0 && rank < size, "ProcessGroup: rank ", rank, " is out of range for world size ", size);
   RG_CHECK(store_ != nullptr, "ProcessGroup: a store is required");
   debug_ = env_flag("RINGGRAD_DIST_DEBUG");
+  timeout_ = collective_timeout_from_env();
+  watchdog_ = !env_off("RINGGRAD_WATCHDOG");
+  monitor_ = std::make_shared<CollectiveMonitor>(store_, rank_, size_, timeout_, watchdog_);
+  progress_ = &monitor_->progress;
+  detail::watch(monitor_);
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+void ProcessGroup::set_timeout(Millis t) {
+  timeout_ = t;
+  monitor_->set_timeout(t);
+}
+
+void ProcessGroup::set_watchdog(bool on) {
+  watchdog_ = on;
+  monitor_->set_enabled(on);
+}
+
+std::shared_ptr<Work> ProcessGroup::track(const CollectiveInfo& info, std::shared_ptr<Work> work) {
+  if (watchdog_ && work) monitor_->issued(info, work);
+  return work;
+}
+
+Millis collective_timeout_from_env() {
+  const char* v = std::getenv("RINGGRAD_COLLECTIVE_TIMEOUT_S");
+  if (!v || !*v) return kDefaultTimeout;
+  char* end = nullptr;
+  errno = 0;
+  const double s = std::strtod(v, &end);
+  RG_CHECK(errno == 0 && end != v && *end == '\0' && std::isfinite(s) && s > 0 && s < 1e7,
+           "RINGGRAD_COLLECTIVE_TIMEOUT_S=", v, " is not a positive number of seconds");
+  return Millis(std::max<int64_t>(1, static_cast<int64_t>(std::llround(s * 1000.0))));
 }
 
 void ProcessGroup::check_tensor(const Tensor& t, const char* op, const char* what) const {
@@ -105,7 +150,7 @@ std::shared_ptr<Work> ProcessGroup::allreduce(const Tensor& t, ReduceOp op) {
   check_tensor(t, "allreduce", "tensor");
   const CollectiveInfo info = begin("allreduce", t);
   if (debug_) debug_check(info, std::string("allreduce(") + reduce_op_name(op) + ")");
-  return do_allreduce(t, op, info);
+  return track(info, do_allreduce(t, op, info));
 }
 
 std::shared_ptr<Work> ProcessGroup::broadcast(const Tensor& t, int root) {
@@ -114,7 +159,7 @@ std::shared_ptr<Work> ProcessGroup::broadcast(const Tensor& t, int root) {
   RG_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is out of range for world size ", size_);
   const CollectiveInfo info = begin("broadcast", t);
   if (debug_) debug_check(info, "broadcast(root=" + std::to_string(root) + ")");
-  return do_broadcast(t, root, info);
+  return track(info, do_broadcast(t, root, info));
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& in) {
@@ -129,7 +174,7 @@ std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& i
            in.numel(), ") = ", in.numel() * size_, " elements, got out ", out.describe(), " and in ", in.describe());
   const CollectiveInfo info = begin("allgather", in);
   if (debug_) debug_check(info, "allgather");
-  return do_allgather(out, in, info);
+  return track(info, do_allgather(out, in, info));
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) {
@@ -145,13 +190,13 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tens
            " and out ", out.describe());
   const CollectiveInfo info = begin("reduce_scatter", in);
   if (debug_) debug_check(info, std::string("reduce_scatter(") + reduce_op_name(op) + ")");
-  return do_reduce_scatter(out, in, op, info);
+  return track(info, do_reduce_scatter(out, in, op, info));
 }
 
 std::shared_ptr<Work> ProcessGroup::barrier() {
   const CollectiveInfo info = begin("barrier", Tensor());
   if (debug_) debug_check(info, "barrier");
-  return do_barrier(info);
+  return track(info, do_barrier(info));
 }
 
 // Every rank publishes "<signature> <dtype><shape> <device type>" under debug/<seq>/<rank> and
@@ -193,6 +238,7 @@ Millis ProcessGroup::timeout_grace() const {
 // "<seq> <description>". Ranks that published a number >= ours reached our collective; the others
 // are stuck at an earlier one, or did not report at all (busy elsewhere, hung, or dead).
 void ProcessGroup::raise_timeout(const CollectiveInfo& info, const std::string& detail) {
+  if (watchdog_) dist::detail::report_hang_and_exit(*monitor_, info, timeout_, detail, true);  // Note [Hang watchdog]
   const std::string head = "rank " + std::to_string(rank_) + ": " + info.describe() + " timed out after " +
                            std::to_string(timeout_.count()) + " ms" + (detail.empty() ? "" : " (" + detail + ")");
   std::string tail;
