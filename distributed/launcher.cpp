@@ -295,6 +295,11 @@ LaunchResult launch(const LaunchOptions& in) {
       return res;
     }
     const RankFailure& first = failures.front();
+    if (failures.size() > 1 || first.node != o.node_rank) {
+      std::string all = "round " + std::to_string(round) + "'s failures, in the order the job's store received them:";
+      for (const RankFailure& f : failures) all += "\n  " + f.describe();
+      say(o, all);
+    }
     res.exit_code = first.exit_code;
     res.failed_rank = first.rank;
     res.message = first.describe() + "; stopped the other ranks";

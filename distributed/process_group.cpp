@@ -102,8 +102,8 @@ void ProcessGroup::set_watchdog(bool on) {
   monitor_->set_enabled(on);
 }
 
-std::shared_ptr<Work> ProcessGroup::track(const CollectiveInfo& info, std::shared_ptr<Work> work) {
-  if (watchdog_ && work) monitor_->issued(info, work);
+std::shared_ptr<Work> ProcessGroup::track(CollectiveInfo&& info, std::shared_ptr<Work> work) {
+  if (watchdog_ && work) monitor_->issued(std::move(info), work);
   return work;
 }
 
@@ -148,18 +148,20 @@ CollectiveInfo ProcessGroup::begin(const char* op, const Tensor& t) {
 std::shared_ptr<Work> ProcessGroup::allreduce(const Tensor& t, ReduceOp op) {
   OpScope scope("allreduce", {&t});
   check_tensor(t, "allreduce", "tensor");
-  const CollectiveInfo info = begin("allreduce", t);
+  CollectiveInfo info = begin("allreduce", t);
   if (debug_) debug_check(info, std::string("allreduce(") + reduce_op_name(op) + ")");
-  return track(info, do_allreduce(t, op, info));
+  auto work = do_allreduce(t, op, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::broadcast(const Tensor& t, int root) {
   OpScope scope("broadcast", {&t});
   check_tensor(t, "broadcast", "tensor");
   RG_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is out of range for world size ", size_);
-  const CollectiveInfo info = begin("broadcast", t);
+  CollectiveInfo info = begin("broadcast", t);
   if (debug_) debug_check(info, "broadcast(root=" + std::to_string(root) + ")");
-  return track(info, do_broadcast(t, root, info));
+  auto work = do_broadcast(t, root, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& in) {
@@ -172,9 +174,10 @@ std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& i
            in.device().str());
   RG_CHECK(out.numel() == in.numel() * size_, "allgather: out must have world size (", size_, ") * in.numel() (",
            in.numel(), ") = ", in.numel() * size_, " elements, got out ", out.describe(), " and in ", in.describe());
-  const CollectiveInfo info = begin("allgather", in);
+  CollectiveInfo info = begin("allgather", in);
   if (debug_) debug_check(info, "allgather");
-  return track(info, do_allgather(out, in, info));
+  auto work = do_allgather(out, in, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) {
@@ -188,15 +191,17 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tens
   RG_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: in must have world size (", size_,
            ") * out.numel() (", out.numel(), ") = ", out.numel() * size_, " elements, got in ", in.describe(),
            " and out ", out.describe());
-  const CollectiveInfo info = begin("reduce_scatter", in);
+  CollectiveInfo info = begin("reduce_scatter", in);
   if (debug_) debug_check(info, std::string("reduce_scatter(") + reduce_op_name(op) + ")");
-  return track(info, do_reduce_scatter(out, in, op, info));
+  auto work = do_reduce_scatter(out, in, op, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::barrier() {
-  const CollectiveInfo info = begin("barrier", Tensor());
+  CollectiveInfo info = begin("barrier", Tensor());
   if (debug_) debug_check(info, "barrier");
-  return track(info, do_barrier(info));
+  auto work = do_barrier(info);
+  return track(std::move(info), std::move(work));
 }
 
 // Every rank publishes "<signature> <dtype><shape> <device type>" under debug/<seq>/<rank> and

@@ -136,7 +136,7 @@ class ProcessGroup {
  private:
   CollectiveInfo begin(const char* op, const Tensor& t);
   // Hands the backend's Work to the watchdog's bookkeeping and returns it.
-  std::shared_ptr<Work> track(const CollectiveInfo& info, std::shared_ptr<Work> work);
+  std::shared_ptr<Work> track(CollectiveInfo&& info, std::shared_ptr<Work> work);
   // RINGGRAD_DIST_DEBUG=1: every rank publishes `signature` for this sequence number and compares.
   void debug_check(const CollectiveInfo& info, const std::string& signature);
   void check_tensor(const Tensor& t, const char* op, const char* what) const;

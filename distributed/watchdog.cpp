@@ -84,12 +84,12 @@ Millis CollectiveMonitor::period() const {
   return std::clamp(Millis(timeout_ms_.load() / 10), Millis(20), Millis(1000));
 }
 
-void CollectiveMonitor::issued(const CollectiveInfo& info, const std::shared_ptr<Work>& work) {
+void CollectiveMonitor::issued(CollectiveInfo&& info, const std::shared_ptr<Work>& work) {
   const auto now = WatchClock::now();
   const pid_t tid = this_thread_id();
   std::lock_guard<std::mutex> g(mu_);
   if (in_flight_.size() >= 64) retire_completed_locked();  // bounded memory between polls
-  in_flight_.push_back({info, work, now, tid});
+  in_flight_.push_back({std::move(info), work, now, tid});
 }
 
 void CollectiveMonitor::retire_completed_locked() {

@@ -54,7 +54,7 @@ class CollectiveMonitor {
   CollectiveMonitor(std::shared_ptr<Store> store, int rank, int size, Millis timeout, bool enabled);
 
   // Hot path: a collective was queued (its Work returned to the caller).
-  void issued(const CollectiveInfo& info, const std::shared_ptr<Work>& work);
+  void issued(CollectiveInfo&& info, const std::shared_ptr<Work>& work);
   std::atomic<uint64_t> progress{0};  // ProcessGroup::note_progress increments it
 
   void set_timeout(Millis t) { timeout_ms_.store(t.count()); }
