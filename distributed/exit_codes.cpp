@@ -8,8 +8,8 @@ namespace rg::dist {
 std::string exit_code_meaning(int code) {
   switch (code) {
     case 0: return "success";
-    case kExitPreempted: return "preempted (checkpoint saved)";
-    case kExitCollectiveHang: return "collective hang (watchdog)";
+    case kExitPreempted: return "preempted, checkpoint saved";
+    case kExitCollectiveHang: return "collective hang seen by the watchdog";
     case kExitNanStop: return "stopped by the NaN guard";
     case 124: return "job timeout";
     case 127: return "program not found";

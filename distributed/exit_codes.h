@@ -27,8 +27,8 @@ inline constexpr int kExitPreempted = 75;
 inline constexpr int kExitCollectiveHang = 86;
 inline constexpr int kExitNanStop = 87;
 
-// "preempted (checkpoint saved)", "collective hang (watchdog)", "killed by signal 9 (SIGKILL)",
-// "exit code 3": for messages.
+// "preempted, checkpoint saved", "collective hang seen by the watchdog", "killed by signal 9
+// (SIGKILL)", "exit code 3": for messages.
 std::string exit_code_meaning(int code);
 
 // Whether `ringgrad launch --max-restarts` starts the group again after a rank exits this way.

@@ -57,6 +57,8 @@ class LocalRanks {
   const std::vector<int>& pids() const { return pids_; }
   int global_rank(int local) const { return spec_.first_rank + local; }
   std::string tail(int local, int lines) const;  // its last `lines` lines of stderr
+  // At most `lines` lines of its stderr from the last line starting with `marker` ("" when none).
+  std::string from_last(int local, const std::string& marker, int lines) const;
   bool all_alive_stopped() const;                // every running rank is in state T (SIGSTOP) or t
 
  private:

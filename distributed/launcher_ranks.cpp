@@ -194,6 +194,24 @@ std::string LocalRanks::tail(int local, int lines) const {
   return t.substr(start, end - start);
 }
 
+std::string LocalRanks::from_last(int local, const std::string& marker, int lines) const {
+  const std::string& t = tails_[static_cast<size_t>(local)];
+  size_t at = t.rfind("\n" + marker);
+  if (at == std::string::npos) {
+    if (t.rfind(marker, 0) != 0) return "";
+    at = 0;
+  } else {
+    ++at;
+  }
+  size_t end = at;
+  for (int k = 0; k < lines && end < t.size(); ++k) {
+    const size_t nl = t.find('\n', end);
+    end = nl == std::string::npos ? t.size() : nl + 1;
+  }
+  while (end > at && t[end - 1] == '\n') --end;
+  return t.substr(at, end - at);
+}
+
 bool LocalRanks::all_alive_stopped() const {
   for (size_t i = 0; i < pids_.size(); ++i) {
     if (!running_[i]) continue;

@@ -101,7 +101,8 @@ void Round::fail(RankFailure f, bool hang) {
   failure_ = f;
   say(f.describe() + (ranks_.alive() > 0 ? "; stopping the other ranks" : ""));
   if (!f.stderr_tail.empty() && o_.verbose) {
-    std::string t = "last lines of rank " + std::to_string(f.rank) + "'s stderr:";
+    std::string t = (hang ? "the start of rank " + std::to_string(f.rank) + "'s hang report:"
+                          : "last lines of rank " + std::to_string(f.rank) + "'s stderr:");
     size_t p = 0;
     while (p < f.stderr_tail.size()) {
       size_t nl = f.stderr_tail.find('\n', p);
@@ -140,7 +141,9 @@ void Round::on_exit(const LocalRanks::Exit& e) {
   f.pid = ranks_.pids()[static_cast<size_t>(e.local)];
   f.exit_code = code;
   f.what = wait_status_text(e.status);
-  f.stderr_tail = ranks_.tail(e.local, o_.tail_lines);
+  // A hang report's head says what happened; its stacks come last.
+  if (code == kExitCollectiveHang) f.stderr_tail = ranks_.from_last(e.local, "ringgrad watchdog: rank ", o_.tail_lines);
+  if (f.stderr_tail.empty()) f.stderr_tail = ranks_.tail(e.local, o_.tail_lines);
   fail(std::move(f), code == kExitCollectiveHang);
 }
 

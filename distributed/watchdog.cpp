@@ -582,7 +582,7 @@ bool agent_store() {
                     (detail.empty() ? "" : "; " + detail) + "\n";
   out += ranks_section(m, info, grace);
   out += stacks_section(issuer, ran_here);
-  out += "ringgrad watchdog: rank " + std::to_string(m.rank()) + " ends the process with exit code " +
+  out += "ringgrad watchdog: ending rank " + std::to_string(m.rank()) + "'s process with exit code " +
          std::to_string(kExitCollectiveHang) +
          " (collective hang). RINGGRAD_COLLECTIVE_TIMEOUT_S sets the timeout, RINGGRAD_WATCHDOG=0 turns the "
          "watchdog off.\n";

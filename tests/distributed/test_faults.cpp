@@ -195,7 +195,7 @@ TEST_CASE("hang watchdog: a SIGSTOPped rank is named by the others within the ti
     CHECK_HAS(l, "ringgrad watchdog:   rank 1: did not reach it; last completed allreduce #");
     CHECK_HAS(l, "likely cause: rank 1 (silent: stopped, hung outside a collective, or dead)");
     CHECK_HAS(l, "scenario_hang_loop()");  // the stack of the thread that issued the collective
-    CHECK_HAS(l, "ends the process with exit code 86");
+    CHECK_HAS(l, "ringgrad watchdog: ending rank " + std::to_string(r) + "'s process with exit code 86");
   }
   for (int pid : pids) CHECK_MESSAGE(wait_until([&] { return !process_alive(pid); }, 5000ms), "pid ", pid, " left behind");
 }
