@@ -32,33 +32,39 @@ std::string arg(int argc, char** argv, const char* name, const std::string& fall
   return fallback;
 }
 
-// Median nanoseconds per collective with the watchdog off and on: `blocks` blocks of `iters`
-// allreduces each, alternating off/on. Every rank of the group runs the same schedule.
-std::pair<double, double> time_off_on(ProcessGroup& pg, int iters, int blocks) {
+struct Timing {
+  double off = 0, on = 0, diff = 0;  // medians: ns per collective off, on, and of (on - off) per pair of blocks
+};
+
+// `blocks` pairs of blocks of `iters` allreduces, one block with the watchdog off and one on, in
+// alternating order (off-on, on-off, ...). Every rank of the group runs the same schedule.
+Timing time_off_on(ProcessGroup& pg, int iters, int blocks) {
   Tensor x = full({1}, 1.0);
-  std::vector<double> off, on;
+  std::vector<double> off, on, diff;
   for (int b = 0; b < 2 * blocks + 2; ++b) {
-    const bool watch = b % 2 == 1;
+    const bool watch = (b % 2 == 1) != (b / 2 % 2 == 1);
     pg.set_watchdog(watch);
     pg.barrier()->wait();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) pg.allreduce(x)->wait();
     const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / iters;
-    if (b >= 2) (watch ? on : off).push_back(ns);  // the first pair warms up
+    if (b < 2) continue;  // the first pair warms up
+    (watch ? on : off).push_back(ns);
+    if (b % 2 == 1) diff.push_back(on.back() - off.back());
   }
   pg.set_watchdog(true);
-  return {bench::median(off), bench::median(on)};
+  return {bench::median(off), bench::median(on), bench::median(diff)};
 }
 
 int run_rank(int iters, int blocks, const std::string& out_path) {
   auto pg = init_process_group(InitOptions{});
-  const auto [off, on] = time_off_on(*pg, iters, blocks);
-  if (pg->rank() == 0) std::ofstream(out_path) << off << " " << on << "\n";
+  const Timing t = time_off_on(*pg, iters, blocks);
+  if (pg->rank() == 0) std::ofstream(out_path) << t.off << " " << t.on << " " << t.diff << "\n";
   destroy_process_group();
   return 0;
 }
 
-std::pair<double, double> run_two_ranks(const std::string& transport, int iters, int blocks) {
+Timing run_two_ranks(const std::string& transport, int iters, int blocks) {
   char tmpl[] = "/tmp/rg-bench-wd-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
   LaunchOptions o;
@@ -68,16 +74,16 @@ std::pair<double, double> run_two_ranks(const std::string& transport, int iters,
   o.env = {{"RINGGRAD_RING_TRANSPORT", transport}, {"OMP_NUM_THREADS", "1"}};
   o.verbose = false;
   const LaunchResult r = launch(o);
-  double off = 0, on = 0;
-  std::ifstream(dir + "/out") >> off >> on;
+  Timing t;
+  std::ifstream(dir + "/out") >> t.off >> t.on >> t.diff;
   std::filesystem::remove_all(dir);
   if (r.exit_code != 0) std::fprintf(stderr, "ring over %s failed: %s\n", transport.c_str(), r.message.c_str());
-  return {off, on};
+  return t;
 }
 
-void row(const char* what, std::pair<double, double> t) {
-  std::printf("%-34s | %12.0f | %12.0f | %+9.0f ns | %6.3f\n", what, t.first, t.second, t.second - t.first,
-              t.first > 0 ? t.second / t.first : 0.0);
+void row(const char* what, const Timing& t) {
+  std::printf("%-34s | %12.0f | %12.0f | %+9.0f ns | %6.3f\n", what, t.off, t.on, t.diff,
+              t.off > 0 ? (t.off + t.diff) / t.off : 0.0);
 }
 
 }  // namespace
@@ -90,7 +96,8 @@ int main(int argc, char** argv) {
 
   std::printf("hang watchdog overhead per collective, %d blocks x %d collectives, medians (%u cores)\n", blocks,
               iters, std::max(1u, static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN))));
-  std::printf("%-34s | %12s | %12s | %12s | %6s\n", "", "off ns/op", "on ns/op", "on - off", "on/off");
+  std::printf("%-34s | %12s | %12s | %12s | %6s\n", "", "off ns/op", "on ns/op", "on - off", "ratio");
+  std::printf("%-34s | %12s | %12s | %12s | %6s\n", "", "", "", "(per pair)", "");
   {
     auto store = std::make_shared<TCPStore>("127.0.0.1", 0, true, std::chrono::milliseconds(10000));
     RingCpuProcessGroup pg(store, 0, 1);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -84,8 +85,17 @@ Millis CollectiveMonitor::period() const {
   return std::clamp(Millis(timeout_ms_.load() / 10), Millis(20), Millis(1000));
 }
 
+// The issue time on the hot path: CLOCK_MONOTONIC_COARSE (steady_clock's clock, at the kernel
+// tick's resolution of a few ms) costs a few ns where a precise read costs tens.
+WatchClock::time_point coarse_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return WatchClock::time_point(std::chrono::duration_cast<WatchClock::duration>(
+      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
 void CollectiveMonitor::issued(CollectiveInfo&& info, const std::shared_ptr<Work>& work) {
-  const auto now = WatchClock::now();
+  const auto now = coarse_now();
   const pid_t tid = this_thread_id();
   std::lock_guard<std::mutex> g(mu_);
   if (in_flight_.size() >= 64) retire_completed_locked();  // bounded memory between polls
@@ -95,8 +105,10 @@ void CollectiveMonitor::issued(CollectiveInfo&& info, const std::shared_ptr<Work
 void CollectiveMonitor::retire_completed_locked() {
   while (!in_flight_.empty()) {
     InFlight& f = in_flight_.front();
-    const std::shared_ptr<Work> w = f.work.lock();
-    if (w && !w->is_completed()) return;  // a dropped Work counts as completed
+    if (!f.work.expired()) {  // a dropped Work counts as completed (and costs no lock)
+      const std::shared_ptr<Work> w = f.work.lock();
+      if (w && !w->is_completed()) return;
+    }
     done_ = std::move(f.info);
     in_flight_.pop_front();
   }
@@ -125,8 +137,8 @@ std::optional<CollectiveMonitor::Stall> CollectiveMonitor::poll(WatchClock::time
 
 pid_t CollectiveMonitor::issuer_of(uint64_t seq) {
   std::lock_guard<std::mutex> g(mu_);
-  for (const InFlight& f : in_flight_) {
-    if (f.info.seq == seq) return f.issuer;
+  for (size_t i = 0; i < in_flight_.size(); ++i) {
+    if (in_flight_.at(i).info.seq == seq) return in_flight_.at(i).issuer;
   }
   return 0;
 }

@@ -7,7 +7,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,7 +84,36 @@ class CollectiveMonitor {
     CollectiveInfo info;
     std::weak_ptr<Work> work;
     WatchClock::time_point issued;
-    pid_t issuer;
+    pid_t issuer = 0;
+  };
+  // A FIFO on a ring of slots reused in place: no allocation per collective once warm.
+  class Queue {
+   public:
+    bool empty() const { return n_ == 0; }
+    size_t size() const { return n_; }
+    InFlight& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }
+    InFlight& front() { return at(0); }
+    InFlight& back() { return at(n_ - 1); }
+    void pop_front() {
+      front().work.reset();
+      head_ = (head_ + 1) % slots_.size();
+      --n_;
+    }
+    void push_back(InFlight&& f) {
+      if (n_ == slots_.size()) grow();
+      at(n_) = std::move(f);
+      ++n_;
+    }
+
+   private:
+    void grow() {
+      std::vector<InFlight> bigger(std::max<size_t>(16, 2 * slots_.size()));
+      for (size_t i = 0; i < n_; ++i) bigger[i] = std::move(at(i));
+      slots_ = std::move(bigger);
+      head_ = 0;
+    }
+    std::vector<InFlight> slots_;
+    size_t head_ = 0, n_ = 0;
   };
   void retire_completed_locked();
 
@@ -94,7 +123,7 @@ class CollectiveMonitor {
   std::atomic<bool> enabled_;
   std::atomic<bool> stalled_{false};
   std::mutex mu_;
-  std::deque<InFlight> in_flight_;
+  Queue in_flight_;
   CollectiveInfo done_;  // the last collective seen completed (seq 0: none yet)
   uint64_t watch_seq_ = 0, watch_progress_ = 0;
   WatchClock::time_point last_change_ = WatchClock::now();
