@@ -96,10 +96,10 @@ struct LaunchResult {
 //   (nnodes, nproc-per-node, max-restarts), which every node checks; each round r starts with
 //   a join barrier ("launch/round/<r>/join/<node>") bounded by rdzv_timeout, whose error names the
 //   nodes that never came. Every launcher bumps "launch/beat/<node>" each second.
-// - While round r runs, a launcher whose rank fails publishes the failure
-//   ("launch/round/<r>/failure/<k>", k counted by "launch/round/<r>/events"), and one that gets a
-//   signal publishes "launch/round/<r>/stop". Every launcher polls the events counter (every
-//   100 ms): on a failure it stops its own ranks, on a stop it forwards the same signal to them.
+// - While round r runs, a launcher whose rank fails publishes the failure, and one that gets a
+//   signal publishes a stop, as "launch/round/<r>/event/<k>" (k counted by
+//   "launch/round/<r>/events"). Every launcher polls the counter every 100 ms: on another node's
+//   failure it stops its own ranks, on a stop it forwards the same signal to them.
 // - When its ranks are gone, each launcher publishes "launch/round/<r>/exit/<node>" and waits for
 //   every node's (a node silent for node_timeout counts as lost). All launchers then hold the same
 //   failures and take the same decision: the job's first failure is the round's result; it
