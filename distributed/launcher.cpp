@@ -294,10 +294,12 @@ LaunchResult launch(const LaunchOptions& in) {
       agent.finish();
       return res;
     }
-    const RankFailure& first = failures.front();
+    // Note [Elastic rounds]: the first one killed by a signal, else the first one.
+    auto pick = std::find_if(failures.begin(), failures.end(), [](const RankFailure& f) { return f.killed; });
+    const RankFailure& first = pick == failures.end() ? failures.front() : *pick;
     if (failures.size() > 1 || first.node != o.node_rank) {
       std::string all = "round " + std::to_string(round) + "'s failures, in the order the job's store received them:";
-      for (const RankFailure& f : failures) all += "\n  " + f.describe();
+      for (const RankFailure& f : failures) all += "\n  " + f.describe() + (&f == &first ? "  <- the job's result" : "");
       say(o, all);
     }
     res.exit_code = first.exit_code;

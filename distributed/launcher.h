@@ -50,6 +50,7 @@ struct RankFailure {
   int rank = -1;             // global rank
   int pid = 0;
   int exit_code = 0;         // 128 + signal when killed
+  bool killed = false;       // by a signal (it did not exit by itself)
   std::string what;          // "was killed by signal 9 (SIGKILL)", "exited with code 86 (collective hang ...)"
   std::string stderr_tail;   // its last tail_lines lines of stderr (empty for a rank of another node)
   std::string describe() const;  // "rank 3 (node 1, pid 4242) was killed by signal 9 (SIGKILL)"
@@ -77,7 +78,8 @@ struct LaunchResult {
 // - A rank's stderr goes through a pipe: the launcher passes it on (to its own stderr, or the
 //   rank's log) and keeps its last lines, printed when the rank fails.
 // - When a rank exits non-zero (or is killed), the others get SIGTERM (and SIGCONT, for stopped
-//   ones), then SIGKILL after kill_grace; after kExitCollectiveHang they first get report_grace.
+//   ones) 0.2 s later, then SIGKILL after kill_grace; after kExitCollectiveHang they first get
+//   report_grace. A rank killed by a signal before that SIGTERM is a failure of its own.
 //   launch returns the failing rank's code, or restarts the group (Note [Elastic rounds]).
 // - SIGTERM, SIGUSR1 and SIGINT are forwarded to every rank, which then has preempt_grace to save
 //   and exit; a second signal is forwarded too and cuts the grace to kill_grace. The launcher
@@ -102,7 +104,10 @@ struct LaunchResult {
 //   failure it stops its own ranks, on a stop it forwards the same signal to them.
 // - When its ranks are gone, each launcher publishes "launch/round/<r>/exit/<node>" and waits for
 //   every node's (a node silent for node_timeout counts as lost). All launchers then hold the same
-//   failures and take the same decision: the job's first failure is the round's result; it
+//   failures and take the same decision. The round's result is its first failure killed by a
+//   signal, else its first failure (store order): a rank killed by a signal cannot be the fallout
+//   of a peer's failure, which surfaces as an error exit, and which failure reaches the store first
+//   across nodes is a race (tests/distributed/test_multinode.cpp met it). The group
 //   restarts (round r + 1, same world size) while r < max_restarts, the failures are restartable
 //   (is_restartable_exit: not kExitPreempted, not kExitNanStop) and no stop was published.
 //   Finally node 0 waits (at most 5 s) for every node's "launch/done/<node>" before the store goes.

@@ -28,10 +28,10 @@ std::string join_ints(const std::vector<int>& v) {
   return s;
 }
 
-// "F|node|rank|pid|code|what" or "S|node|signal".
+// "F|node|rank|pid|code|killed|what" or "S|node|signal".
 std::string encode_failure(const RankFailure& f) {
   return "F|" + std::to_string(f.node) + "|" + std::to_string(f.rank) + "|" + std::to_string(f.pid) + "|" +
-         std::to_string(f.exit_code) + "|" + f.what;
+         std::to_string(f.exit_code) + "|" + (f.killed ? "1" : "0") + "|" + f.what;
 }
 
 std::vector<std::string> split(const std::string& s, char c, size_t max_parts) {
@@ -137,15 +137,16 @@ NodeAgent::News NodeAgent::news(int round) {
         n.stop_signal = std::atoi(p[2].c_str());
       }
     } else if (v.rfind("F|", 0) == 0) {
-      const auto p = split(v, '|', 6);
-      if (p.size() < 6) continue;
+      const auto p = split(v, '|', 7);
+      if (p.size() < 7) continue;
       RankFailure f;
       f.round = round;
       f.node = std::atoi(p[1].c_str());
       f.rank = std::atoi(p[2].c_str());
       f.pid = std::atoi(p[3].c_str());
       f.exit_code = std::atoi(p[4].c_str());
-      f.what = p[5];
+      f.killed = p[5] == "1";
+      f.what = p[6];
       n.failures.push_back(std::move(f));
     }
   }

@@ -2,6 +2,7 @@
 // the local ranks until they are gone, reacting to their exits, to signals, and to what the other
 // nodes publish; then gathers every node's outcome.
 #include <signal.h>
+#include <sys/wait.h>
 #include <string.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 namespace rg::dist::detail {
 
 namespace {
+
+constexpr Millis kSettle{200};
 
 volatile sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
@@ -34,6 +37,7 @@ class Round {
   void on_exit(const LocalRanks::Exit& e);
   void on_signal(int sig);
   void on_news();
+  void report(const RankFailure& f, bool hang);
   void fail(RankFailure f, bool hang);
   void begin_stop(LaunchClock::time_point term_at);
   void tick(LaunchClock::time_point now);
@@ -97,9 +101,9 @@ void Round::tick(LaunchClock::time_point now) {
   }
 }
 
-void Round::fail(RankFailure f, bool hang) {
-  failure_ = f;
-  say(f.describe() + (ranks_.alive() > 0 ? "; stopping the other ranks" : ""));
+// Prints a failure with its stderr tail and publishes it to the other nodes.
+void Round::report(const RankFailure& f, bool hang) {
+  say(f.describe() + (!failure_ && ranks_.alive() > 0 ? "; stopping the other ranks" : ""));
   if (!f.stderr_tail.empty() && o_.verbose) {
     std::string t = (hang ? "the start of rank " + std::to_string(f.rank) + "'s hang report:"
                           : "last lines of rank " + std::to_string(f.rank) + "'s stderr:");
@@ -114,9 +118,16 @@ void Round::fail(RankFailure f, bool hang) {
   }
   local_failures_.push_back(f);
   with_store([&] { agent_.publish_failure(round_, f); });
-  // After a hang, the others may be writing their own reports: give them report_grace.
+}
+
+void Round::fail(RankFailure f, bool hang) {
+  report(f, hang);
+  failure_ = std::move(f);
+  // After a hang, the others may be writing their own reports: give them report_grace. Else a
+  // moment to see whether a rank was killed first and this failure is its fallout (Note [Elastic
+  // rounds]): its peers can notice it and exit before the killed process is reaped.
   hang_wait_ = hang;
-  begin_stop(LaunchClock::now() + (hang ? o_.report_grace : Millis(0)));
+  begin_stop(LaunchClock::now() + (hang ? o_.report_grace : kSettle));
 }
 
 void Round::on_exit(const LocalRanks::Exit& e) {
@@ -133,18 +144,26 @@ void Round::on_exit(const LocalRanks::Exit& e) {
     return;
   }
   ++other_;
-  if (failure_ || stop_signal_) return;  // the fallout of the first failure, or of a preemption
+  if (stop_signal_) return;  // the fallout of a preemption
+  // After the first failure, an error exit is its fallout; a rank killed by a signal before we
+  // sent any is a failure of its own, and the job's result (Note [Elastic rounds]).
+  if (failure_ && !(WIFSIGNALED(e.status) && !termed_)) return;
   RankFailure f;
   f.round = round_;
   f.node = o_.node_rank;
   f.rank = ranks_.global_rank(e.local);
   f.pid = ranks_.pids()[static_cast<size_t>(e.local)];
   f.exit_code = code;
+  f.killed = WIFSIGNALED(e.status);
   f.what = wait_status_text(e.status);
   // A hang report's head says what happened; its stacks come last.
   if (code == kExitCollectiveHang) f.stderr_tail = ranks_.from_last(e.local, "ringgrad watchdog: rank ", o_.tail_lines);
   if (f.stderr_tail.empty()) f.stderr_tail = ranks_.tail(e.local, o_.tail_lines);
-  fail(std::move(f), code == kExitCollectiveHang);
+  if (failure_) {
+    report(f, false);
+  } else {
+    fail(std::move(f), code == kExitCollectiveHang);
+  }
 }
 
 void Round::on_signal(int sig) {
@@ -190,7 +209,10 @@ RoundOutcome Round::run() {
   const auto started = LaunchClock::now();
   auto next_news = started;
   while (ranks_.alive() > 0) {
-    for (const auto& e : ranks_.poll(Millis(10))) on_exit(e);
+    std::vector<LocalRanks::Exit> exits = ranks_.poll(Millis(10));
+    // Reaped together: a rank killed by a signal first, its peers' error exits are its fallout.
+    std::stable_partition(exits.begin(), exits.end(), [](const LocalRanks::Exit& e) { return WIFSIGNALED(e.status); });
+    for (const auto& e : exits) on_exit(e);
     const auto now = LaunchClock::now();
     if (const int sig = g_signal) {
       g_signal = 0;
