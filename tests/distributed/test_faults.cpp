@@ -117,6 +117,23 @@ TEST_CASE("ringgrad launch --max-restarts 0: the killed rank is named with its s
   CHECK_FALSE(std::filesystem::exists(dir.path() + "/final_0"));
 }
 
+TEST_CASE("launch --max-restarts 2: ranks exiting 75 (preempted) or 87 (NaN stop) are not restarted, 86 (hang) is") {
+  for (int code : {kExitPreempted, kExitNanStop, kExitCollectiveHang}) {
+    CAPTURE(code);
+    TempDir dir;
+    const LaunchResult r = run_steps(dir.path(), 2, {"--exit-step", "3", "--exit-code", std::to_string(code)});
+    if (code == kExitCollectiveHang) {
+      CHECK_MESSAGE(r.exit_code == 0, r.message);
+      CHECK(r.restarts == 1);
+      CHECK(read_final(dir.path() + "/final_0").first_step == 3);
+    } else {
+      CHECK_MESSAGE(r.exit_code == code, r.message);
+      CHECK(r.restarts == 0);
+      CHECK_FALSE(std::filesystem::exists(dir.path() + "/final_0"));
+    }
+  }
+}
+
 TEST_CASE("ringgrad launch --help documents the exit codes") {
   TempDir dir;
   const int cli = start_process({RG_RINGGRAD_BIN, "launch", "--help"}, dir.path() + "/help.log");

@@ -57,7 +57,8 @@ void on_stop_signal(int sig) {
 // atomically after every step, every rank resuming from that file. `--kill-rank K --kill-step S`:
 // on the first attempt (TORCHELASTIC_RESTART_COUNT=0) rank K kills itself with SIGKILL at step S.
 // `--preempt 1`: SIGTERM/SIGUSR1/SIGINT make the ranks agree (an allreduce of the flag) to stop at
-// the next step and exit with kExitPreempted. Each rank finally writes final_<rank>.
+// the next step and exit with kExitPreempted. `--exit-step S --exit-code C`: on the first attempt
+// every rank returns C at step S. Each rank finally writes final_<rank>.
 int scenario_steps() {
   auto pg = default_group();
   const int rank = pg->rank(), steps = fopt_int("steps", 20), step_ms = fopt_int("step-ms", 10);
@@ -77,6 +78,10 @@ int scenario_steps() {
   std::fprintf(stderr, "rank %d: attempt %d (TORCHELASTIC_RESTART_COUNT) starts at step %d\n", rank, restart_count(),
                step);
   for (; step < steps; ++step) {
+    if (restart_count() == 0 && step == fopt_int("exit-step", -1)) {  // every rank, as if they had agreed
+      std::fprintf(stderr, "rank %d: exiting with code %d at step %d\n", rank, fopt_int("exit-code", 1), step);
+      return fopt_int("exit-code", 1);
+    }
     if (rank == kill_rank && restart_count() == 0 && step == kill_step) {
       std::fprintf(stderr, "rank %d: killing myself with SIGKILL at step %d\n", rank, step);
       std::fflush(stderr);
