@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "distributed/cuda_backends.h"
@@ -24,6 +25,7 @@ struct Defaults {
   std::shared_ptr<ProcessGroup> pg;
   std::shared_ptr<Store> store;
   int local_rank = 0;
+  bool launcher_store = false;  // the launcher serves the store (else rank 0 does, and lingers at the end)
 };
 Defaults& defaults() {
   static Defaults* d = new Defaults();  // never destroyed: usable from other statics' destructors
@@ -70,7 +72,15 @@ struct Rendezvous {
   int rank = -1, world = -1, local_rank = 0;
   std::string host;
   int port = 0;
+  std::string key_prefix;  // the agent store's key space of this round ("" when rank 0 serves it)
 };
+
+// Note [Elastic rounds] (launcher.h): under `ringgrad launch` the launcher serves the store and
+// each restart's ranks keep their keys under "ranks/<TORCHELASTIC_RESTART_COUNT>/".
+bool agent_store() {
+  const char* v = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  return v && (std::strcmp(v, "True") == 0 || std::strcmp(v, "true") == 0 || std::strcmp(v, "1") == 0);
+}
 
 Rendezvous from_env(const InitOptions& o) {
   Rendezvous r;
@@ -107,6 +117,10 @@ Rendezvous from_env(const InitOptions& o) {
   r.host = addr;
   r.port = env_int("MASTER_PORT", port);
   RG_CHECK(r.port > 0 && r.port < 65536, "MASTER_PORT=", port, " is not a valid port");
+  if (agent_store()) {
+    const char* round = env("TORCHELASTIC_RESTART_COUNT");
+    r.key_prefix = "ranks/" + std::to_string(round ? env_int("TORCHELASTIC_RESTART_COUNT", round) : 0) + "/";
+  }
   return r;
 }
 
@@ -194,9 +208,14 @@ std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& opts) {
   }
   RG_CHECK(r.world >= 1, "world size must be >= 1, got ", r.world);
   RG_CHECK(r.rank < r.world, "rank ", r.rank, " is out of range for world size ", r.world);
-  auto store = std::make_shared<TCPStore>(r.host, r.port, r.rank == 0, opts.timeout);
+  const Millis store_timeout = opts.timeout.count() > 0 ? opts.timeout : kDefaultTimeout;
+  const bool serve = r.rank == 0 && r.key_prefix.empty();
+  std::shared_ptr<Store> store = std::make_shared<TCPStore>(r.host, r.port, serve, store_timeout);
+  if (!r.key_prefix.empty()) store = std::make_shared<PrefixStore>(r.key_prefix, store);
   auto pg = make_process_group(resolve_backend(opts), store, r.rank, r.world, opts.device);
-  pg->set_timeout(opts.timeout);
+  // An explicit timeout wins; otherwise the group keeps RINGGRAD_COLLECTIVE_TIMEOUT_S or 5 minutes.
+  if (opts.timeout.count() > 0) pg->set_timeout(opts.timeout);
+  d.launcher_store = !r.key_prefix.empty();
   d.pg = pg;
   d.store = store;
   d.local_rank = r.local_rank;
@@ -239,16 +258,18 @@ int get_local_rank() {
   return 0;
 }
 
-// Rank 0 serves the store: it waits (briefly) until every rank has said goodbye, so nobody's last
-// store request meets a closed server.
+// When rank 0 serves the store (no launcher does), it waits (briefly) until every rank has said
+// goodbye, so nobody's last store request meets a closed server.
 void destroy_process_group() {
   Defaults& d = defaults();
   std::shared_ptr<ProcessGroup> pg;
   std::shared_ptr<Store> store;
+  bool launcher_store = false;
   {
     std::lock_guard<std::mutex> g(d.mu);
     pg = std::move(d.pg);
     store = std::move(d.store);
+    launcher_store = d.launcher_store;
     d.pg.reset();
     d.store.reset();
   }
@@ -256,7 +277,7 @@ void destroy_process_group() {
   const int rank = pg->rank(), world = pg->size();
   const Millis linger = std::min(pg->timeout(), Millis(30000));
   pg.reset();  // joins the worker (aborting a collective nobody waited for)
-  if (store && world > 1) {
+  if (store && world > 1 && !launcher_store) {
     try {
       store->set("finalize/" + std::to_string(rank), "1");
       if (rank == 0) {

@@ -1,13 +1,11 @@
-// The multi-process launcher (Note [Launcher] in launcher.h): environment per rank, fork/exec
-// with PR_SET_PDEATHSIG, signal forwarding, and stopping every rank when one fails.
-#include <filesystem>
+// The multi-process launcher (Note [Launcher] in launcher.h): checks, the rank -> device table,
+// each rank's environment, and the rounds of an elastic job (Note [Elastic rounds]); one round on
+// this node runs in launcher_round.cpp, the ranks in launcher_ranks.cpp, the nodes' store in
+// launcher_agent.cpp.
 #include "distributed/launcher.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,11 +14,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "core/error.h"
+#include "distributed/exit_codes.h"
+#include "distributed/launcher_internal.h"
 #include "distributed/socket_util.h"
 
 extern char** environ;
@@ -28,9 +28,6 @@ extern char** environ;
 namespace rg::dist {
 
 namespace {
-
-volatile sig_atomic_t g_signal = 0;
-void on_signal(int sig) { g_signal = sig; }
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -56,45 +53,6 @@ std::vector<int> gpu_device_nodes() {
   std::sort(ids.begin(), ids.end());
   return ids;
 }
-
-std::string exit_text(int status) {
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const int s = WTERMSIG(status);
-    return "was killed by signal " + std::to_string(s) + " (" + strsignal(s) + ")";
-  }
-  return "stopped";
-}
-
-int exit_code(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
-}
-
-// Restores the launcher's signal handlers when launch returns.
-class SignalScope {
- public:
-  explicit SignalScope(bool on) : on_(on) {
-    g_signal = 0;
-    if (!on_) return;
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: the sleep in the wait loop wakes up
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~SignalScope() {
-    if (!on_) return;
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  bool on_;
-  struct sigaction old_int_ {}, old_term_ {};
-};
 
 }  // namespace
 
@@ -158,21 +116,143 @@ int pick_free_port() {
   return port;
 }
 
-LaunchResult launch(const LaunchOptions& in) {
-  LaunchOptions o = in;
+std::string RankFailure::describe() const {
+  if (rank < 0) return "node " + std::to_string(node) + ": " + what;
+  return "rank " + std::to_string(rank) + " (node " + std::to_string(node) +
+         (pid > 0 ? ", pid " + std::to_string(pid) : "") + ") " + what;
+}
+
+namespace {
+
+void validate(const LaunchOptions& o) {
   RG_CHECK(o.nproc_per_node >= 1, "ringgrad launch: --nproc-per-node must be >= 1, got ", o.nproc_per_node);
   RG_CHECK(o.nnodes >= 1, "ringgrad launch: --nnodes must be >= 1, got ", o.nnodes);
   RG_CHECK(o.node_rank >= 0 && o.node_rank < o.nnodes, "ringgrad launch: --node-rank ", o.node_rank,
            " is out of range for --nnodes ", o.nnodes);
   RG_CHECK(!o.program.empty(), "ringgrad launch: no program given (ringgrad launch [options] -- <program> [args])");
   RG_CHECK(o.backend.empty() || o.backend == "ring" || o.backend == "nccl",
-           "ringgrad launch: --backend must be ring or nccl, got '",
-           o.backend, "'");
-  if (o.master_port == 0) {
-    RG_CHECK(o.nnodes == 1, "ringgrad launch: --master-port is required with --nnodes ", o.nnodes,
-             " (every node must use the same one)");
-    o.master_port = pick_free_port();
+           "ringgrad launch: --backend must be ring or nccl, got '", o.backend, "'");
+  RG_CHECK(o.master_port != 0 || o.nnodes == 1, "ringgrad launch: --master-port is required with --nnodes ",
+           o.nnodes, " (every node must use the same one)");
+  RG_CHECK(o.max_restarts >= 0, "ringgrad launch: --max-restarts must be >= 0, got ", o.max_restarts);
+  RG_CHECK(o.preempt_grace.count() >= 0 && o.kill_grace.count() >= 0 && o.report_grace.count() >= 0,
+           "ringgrad launch: grace periods must be >= 0");
+  RG_CHECK(o.rdzv_timeout.count() > 0, "ringgrad launch: --rdzv-timeout must be > 0");
+  RG_CHECK(o.collective_timeout.count() >= 0, "ringgrad launch: --collective-timeout must be > 0");
+}
+
+std::map<std::string, std::string> base_environment(const LaunchOptions& o) {
+  std::map<std::string, std::string> e;
+  for (char** p = environ; *p; ++p) {
+    const char* eq = std::strchr(*p, '=');
+    if (eq) e[std::string(*p, static_cast<size_t>(eq - *p))] = eq + 1;
   }
+  if (!e.count("OMP_NUM_THREADS")) e["OMP_NUM_THREADS"] = "1";
+  e["MASTER_ADDR"] = o.master_addr;
+  e["MASTER_PORT"] = std::to_string(o.master_port);
+  e["WORLD_SIZE"] = std::to_string(o.nnodes * o.nproc_per_node);
+  e["LOCAL_WORLD_SIZE"] = std::to_string(o.nproc_per_node);
+  e["GROUP_RANK"] = std::to_string(o.node_rank);
+  e["GROUP_WORLD_SIZE"] = std::to_string(o.nnodes);
+  e["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+  e["TORCHELASTIC_MAX_RESTARTS"] = std::to_string(o.max_restarts);
+  if (!o.backend.empty()) e["RINGGRAD_BACKEND"] = o.backend;
+  if (o.collective_timeout.count() > 0) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", static_cast<double>(o.collective_timeout.count()) / 1000.0);
+    e["RINGGRAD_COLLECTIVE_TIMEOUT_S"] = b;
+  }
+  return e;
+}
+
+std::vector<net::Fd> open_logs(const LaunchOptions& o) {
+  std::vector<net::Fd> logs;
+  if (o.log_dir.empty()) return logs;
+  std::error_code ec;
+  std::filesystem::create_directories(o.log_dir, ec);
+  RG_CHECK(!ec, "ringgrad launch: cannot create the log directory ", o.log_dir, ": ", ec.message());
+  for (int local = 0; local < o.nproc_per_node; ++local) {
+    const int rank = o.node_rank * o.nproc_per_node + local;
+    const std::string path = o.log_dir + "/rank_" + std::to_string(rank) + ".log";
+    net::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    RG_CHECK(fd.valid(), "ringgrad launch: cannot write ", path, ": ", net::errno_str(errno));
+    logs.push_back(std::move(fd));
+  }
+  return logs;
+}
+
+// Round `round`'s ranks: the program, each rank's environment, and its log (a new descriptor on
+// the same open file, so every round appends to one log).
+detail::LocalRanks::Spec round_spec(const LaunchOptions& o, const std::map<std::string, std::string>& base,
+                                   const std::vector<net::Fd>& logs, int round) {
+  detail::LocalRanks::Spec spec;
+  spec.argv = {o.program};
+  spec.argv.insert(spec.argv.end(), o.args.begin(), o.args.end());
+  spec.first_rank = o.node_rank * o.nproc_per_node;
+  spec.node = o.node_rank;
+  for (int local = 0; local < o.nproc_per_node; ++local) {
+    std::map<std::string, std::string> e = base;
+    e["RANK"] = std::to_string(spec.first_rank + local);
+    e["LOCAL_RANK"] = std::to_string(local);
+    e["TORCHELASTIC_RESTART_COUNT"] = std::to_string(round);
+    for (const auto& [k, v] : o.env) e[k] = v;
+    std::vector<std::string> kv;
+    for (const auto& [k, v] : e) kv.push_back(k + "=" + v);
+    spec.envs.push_back(std::move(kv));
+    if (!logs.empty()) {
+      net::Fd d(::fcntl(logs[static_cast<size_t>(local)].get(), F_DUPFD_CLOEXEC, 0));
+      RG_CHECK(d.valid(), "ringgrad launch: dup of a log failed: ", net::errno_str(errno));
+      spec.logs.push_back(std::move(d));
+    }
+  }
+  return spec;
+}
+
+void say(const LaunchOptions& o, const std::string& m) {
+  if (o.verbose) std::fprintf(stderr, "ringgrad launch: %s\n", m.c_str());
+}
+
+// The result of a round without failures: success, or a preemption every rank saved for.
+void finish_clean(const LaunchOptions& o, const detail::RoundOutcome& out, LaunchResult& res) {
+  res.message.clear();  // an earlier round's failure was answered by the restart
+  res.failed_rank = -1;
+  bool all_saved = true, any_saved = false;
+  for (const auto& [node, code] : out.node_codes) {
+    all_saved = all_saved && (code == 0 || code == kExitPreempted);
+    any_saved = any_saved || code == kExitPreempted;
+  }
+  if (out.node_codes.empty()) {  // the store was lost before the exits were gathered
+    any_saved = out.local_code == kExitPreempted;
+    all_saved = out.local_code == 0 || any_saved;
+  }
+  if (out.stop_signal) {
+    res.exit_code = all_saved && any_saved ? kExitPreempted : 128 + out.stop_signal;
+    res.message = std::string("the launcher got ") + strsignal(out.stop_signal) + " and passed it on; " +
+                  (res.exit_code == kExitPreempted ? "the ranks saved and stopped (preempted)"
+                                                   : "the ranks did not all stop with the preempted code");
+  } else {
+    res.exit_code = any_saved ? kExitPreempted : 0;
+    if (any_saved) res.message = "the ranks stopped with the preempted code (checkpoint saved)";
+  }
+  if (!res.message.empty()) say(o, res.message + "; exit code " + std::to_string(res.exit_code));
+  if (res.restarts > 0 && res.exit_code == 0) {
+    say(o, "the job finished after " + std::to_string(res.restarts) + " restart" + (res.restarts == 1 ? "" : "s"));
+  }
+}
+
+// Whether the round's failures may be answered with a restart (Note [Elastic rounds]).
+bool restartable(const LaunchOptions& o, const detail::RoundOutcome& out, int round,
+                 const std::vector<RankFailure>& failures) {
+  if (!out.store_error.empty() || out.stop_signal || round >= o.max_restarts) return false;
+  return std::all_of(failures.begin(), failures.end(),
+                     [](const RankFailure& f) { return is_restartable_exit(f.exit_code) && f.exit_code != 124; });
+}
+
+}  // namespace
+
+LaunchResult launch(const LaunchOptions& in) {
+  LaunchOptions o = in;
+  validate(o);
   const VisibleGpus gpus = visible_gpus();
   if (o.backend == "nccl") {
     const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
@@ -180,161 +260,63 @@ LaunchResult launch(const LaunchOptions& in) {
              " exceeds the ", gpus.count(), " visible GPU(s) (CUDA_VISIBLE_DEVICES=", cvd ? cvd : "(unset)",
              "): NCCL needs one GPU per rank; use --backend ring to put several ranks on one GPU");
   }
+  detail::SignalScope signals(o.forward_signals);
+  detail::NodeAgent agent(o);  // node 0 serves the job's store (port 0: a free one, race-free)
+  o.master_port = agent.port();
   if (o.verbose) std::fprintf(stderr, "%s", device_table(o, gpus).c_str());
-
-  const int world = o.nnodes * o.nproc_per_node;
-  // Everything the children need is built before the first fork: after fork only exec-safe calls.
-  std::vector<std::string> argv_s = {o.program};
-  argv_s.insert(argv_s.end(), o.args.begin(), o.args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  std::map<std::string, std::string> base_env;
-  for (char** e = environ; *e; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq) base_env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
-  }
-  if (!base_env.count("OMP_NUM_THREADS")) base_env["OMP_NUM_THREADS"] = "1";
-  std::vector<std::vector<std::string>> env_s(static_cast<size_t>(o.nproc_per_node));
-  std::vector<std::vector<char*>> envp(static_cast<size_t>(o.nproc_per_node));
-  for (int local = 0; local < o.nproc_per_node; ++local) {
-    std::map<std::string, std::string> e = base_env;
-    e["MASTER_ADDR"] = o.master_addr;
-    e["MASTER_PORT"] = std::to_string(o.master_port);
-    e["RANK"] = std::to_string(o.node_rank * o.nproc_per_node + local);
-    e["WORLD_SIZE"] = std::to_string(world);
-    e["LOCAL_RANK"] = std::to_string(local);
-    e["LOCAL_WORLD_SIZE"] = std::to_string(o.nproc_per_node);
-    e["GROUP_RANK"] = std::to_string(o.node_rank);
-    e["GROUP_WORLD_SIZE"] = std::to_string(o.nnodes);
-    if (!o.backend.empty()) e["RINGGRAD_BACKEND"] = o.backend;
-    for (const auto& [k, v] : o.env) e[k] = v;
-    auto& s = env_s[static_cast<size_t>(local)];
-    for (const auto& [k, v] : e) s.push_back(k + "=" + v);
-    for (auto& x : s) envp[static_cast<size_t>(local)].push_back(x.data());
-    envp[static_cast<size_t>(local)].push_back(nullptr);
-  }
-  std::vector<net::Fd> logs;
-  if (!o.log_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.log_dir, ec);
-    RG_CHECK(!ec, "ringgrad launch: cannot create the log directory ", o.log_dir, ": ", ec.message());
-    for (int local = 0; local < o.nproc_per_node; ++local) {
-      const int rank = o.node_rank * o.nproc_per_node + local;
-      const std::string path = o.log_dir + "/rank_" + std::to_string(rank) + ".log";
-      net::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-      RG_CHECK(fd.valid(), "ringgrad launch: cannot write ", path, ": ", net::errno_str(errno));
-      logs.push_back(std::move(fd));
-    }
-  }
-
-  SignalScope signals(o.forward_signals);
+  agent.check_shape();
+  const auto base = base_environment(o);
+  const std::vector<net::Fd> logs = open_logs(o);
   LaunchResult res;
-  const pid_t me = ::getpid();
-  std::vector<bool> running;
-  for (int local = 0; local < o.nproc_per_node; ++local) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      // Child: own process group, die with the launcher, default signal handling, then exec.
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != me) ::_exit(125);  // the launcher is already gone
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      if (!logs.empty()) {
-        ::dup2(logs[static_cast<size_t>(local)].get(), 1);
-        ::dup2(logs[static_cast<size_t>(local)].get(), 2);
-      }
-      ::execvpe(argv[0], argv.data(), envp[static_cast<size_t>(local)].data());
-      const int e = errno;
-      char msg[512];
-      const int n = std::snprintf(msg, sizeof msg, "ringgrad launch: cannot run '%s': %s\n", argv[0], strerror(e));
-      if (n > 0) {
-        [[maybe_unused]] const ssize_t w = ::write(2, msg, static_cast<size_t>(n));
-      }
-      ::_exit(127);
+  for (int round = 0;; ++round) {
+    int sig = 0;
+    if (!agent.join(round, [&] { return (sig = detail::take_signal()) != 0; })) {
+      res.exit_code = 128 + sig;
+      res.message = std::string("got ") + strsignal(sig) + " while waiting for the other nodes";
+      say(o, res.message);
+      return res;
     }
-    if (pid < 0) {
-      const int e = errno;
-      for (int p : res.pids) ::killpg(p, SIGKILL);
-      for (int p : res.pids) ::waitpid(p, nullptr, 0);
-      RG_THROW("ringgrad launch: fork failed: ", net::errno_str(e));
+    detail::RoundOutcome out = detail::run_round(o, agent, round, round_spec(o, base, logs, round));
+    res.pids = out.pids;
+    std::vector<RankFailure> failures = out.failures;
+    for (const auto& [node, code] : out.node_codes) {
+      if (code != -1) continue;
+      RankFailure lost;
+      lost.round = round;
+      lost.node = node;
+      lost.exit_code = 1;
+      lost.what = "its launcher stopped answering (no heartbeat for " + net::format_duration(o.node_timeout) + ")";
+      failures.push_back(lost);
     }
-    ::setpgid(pid, pid);  // also here, so it holds before we ever signal the group
-    res.pids.push_back(pid);
-    running.push_back(true);
+    res.failures.insert(res.failures.end(), failures.begin(), failures.end());
+    if (failures.empty()) {
+      finish_clean(o, out, res);
+      agent.finish();
+      return res;
+    }
+    // Note [Elastic rounds]: the first one killed by a signal, else the first one.
+    auto pick = std::find_if(failures.begin(), failures.end(), [](const RankFailure& f) { return f.killed; });
+    const RankFailure& first = pick == failures.end() ? failures.front() : *pick;
+    if (failures.size() > 1 || first.node != o.node_rank) {
+      std::string all = "round " + std::to_string(round) + "'s failures, in the order the job's store received them:";
+      for (const RankFailure& f : failures) all += "\n  " + f.describe() + (&f == &first ? "  <- the job's result" : "");
+      say(o, all);
+    }
+    res.exit_code = first.exit_code;
+    res.failed_rank = first.rank;
+    res.message = first.describe() + "; stopped the other ranks";
+    if (!restartable(o, out, round, failures)) {
+      if (o.max_restarts > 0) {
+        say(o, "not restarting (" + std::to_string(res.restarts) + " of " + std::to_string(o.max_restarts) +
+                   " restarts used): " + first.describe() + "; exit code " + std::to_string(res.exit_code));
+      }
+      agent.finish();
+      return res;
+    }
+    ++res.restarts;
+    say(o, "restarting the group after " + first.describe() + ": restart " + std::to_string(res.restarts) + " of " +
+               std::to_string(o.max_restarts) + " (world size " + std::to_string(o.nnodes * o.nproc_per_node) + ")");
   }
-  logs.clear();
-
-  using Clock = std::chrono::steady_clock;
-  const auto started = Clock::now();
-  bool stopping = false;
-  auto stop_at = Clock::now();
-  bool killed = false;
-  int alive = o.nproc_per_node;
-  auto signal_all = [&](int sig) {
-    for (size_t i = 0; i < res.pids.size(); ++i) {
-      if (running[i]) ::killpg(res.pids[i], sig);
-    }
-  };
-  auto begin_stop = [&](int sig) {
-    if (stopping) return;
-    stopping = true;
-    stop_at = Clock::now();
-    signal_all(sig);
-  };
-  while (alive > 0) {
-    for (size_t i = 0; i < res.pids.size(); ++i) {
-      if (!running[i]) continue;
-      int status = 0;
-      const pid_t r = ::waitpid(res.pids[i], &status, WNOHANG);
-      if (r != res.pids[i]) continue;
-      running[i] = false;
-      --alive;
-      const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-      if (failed && res.failed_rank < 0 && !stopping) {
-        res.failed_rank = o.node_rank * o.nproc_per_node + static_cast<int>(i);
-        res.exit_code = exit_code(status);
-        res.message = "rank " + std::to_string(res.failed_rank) + " (pid " + std::to_string(res.pids[i]) + ") " +
-                      exit_text(status) + (alive > 0 ? "; stopped the other ranks" : "");
-        if (o.verbose) std::fprintf(stderr, "ringgrad launch: %s\n", res.message.c_str());
-        begin_stop(SIGTERM);
-      } else if (stopping) {
-        ::killpg(res.pids[i], SIGKILL);  // leftovers of its process group, if any
-      }
-    }
-    if (alive == 0) break;
-    if (const int sig = g_signal) {
-      g_signal = 0;
-      if (res.exit_code == 0 && res.failed_rank < 0) {
-        res.exit_code = 128 + sig;
-        res.message = std::string("the launcher got ") + strsignal(sig) + "; passed it on to the ranks";
-        if (o.verbose) std::fprintf(stderr, "ringgrad launch: %s\n", res.message.c_str());
-      }
-      if (stopping) {
-        signal_all(SIGKILL);  // a second signal: no more grace
-        killed = true;
-      } else {
-        begin_stop(sig);
-      }
-    }
-    if (o.job_timeout.count() > 0 && !stopping && Clock::now() - started > o.job_timeout) {
-      res.exit_code = 124;
-      res.message = "the job ran longer than " + net::format_duration(o.job_timeout) + "; stopped every rank";
-      if (o.verbose) std::fprintf(stderr, "ringgrad launch: %s\n", res.message.c_str());
-      begin_stop(SIGTERM);
-    }
-    if (stopping && !killed && Clock::now() - stop_at > o.kill_grace) {
-      signal_all(SIGKILL);
-      killed = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return res;
 }
 
 }  // namespace rg::dist

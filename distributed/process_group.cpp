@@ -1,13 +1,17 @@
-// The ProcessGroup base: argument checks, sequence numbers, RINGGRAD_DIST_DEBUG's cross-rank
-// signature check and the timeout error that names the ranks that never arrived
-// (Note [Collective sequence numbers]); CompletionWork; the backend registry.
+// The ProcessGroup base: argument checks, sequence numbers, the hang watchdog's bookkeeping,
+// RINGGRAD_DIST_DEBUG's cross-rank signature check and the timeout error that names the ranks
+// that never arrived (Note [Collective sequence numbers]); CompletionWork; the backend registry.
 #include "distributed/process_group.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
+
+#include "distributed/watchdog.h"
 
 namespace rg::dist {
 
@@ -20,7 +24,10 @@ bool CompletionWork::is_completed() {
 
 void CompletionWork::wait() {
   std::unique_lock<std::mutex> g(mu_);
-  cv_.wait(g, [&] { return done_; });
+  if (!done_) {
+    detail::WaitScope blocked;  // the hang report shows this thread's stack
+    cv_.wait(g, [&] { return done_; });
+  }
   if (error_) std::rethrow_exception(error_);
 }
 
@@ -57,6 +64,11 @@ bool env_flag(const char* name) {
   return v && *v && std::strcmp(v, "0") != 0;
 }
 
+bool env_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0);
+}
+
 std::string join_ranks(const std::vector<int>& ranks) {
   std::string s;
   for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
@@ -71,6 +83,39 @@ ProcessGroup::ProcessGroup(std::shared_ptr<Store> store, int rank, int size)
   RG_CHECK(rank >= 0 && rank < size, "ProcessGroup: rank ", rank, " is out of range for world size ", size);
   RG_CHECK(store_ != nullptr, "ProcessGroup: a store is required");
   debug_ = env_flag("RINGGRAD_DIST_DEBUG");
+  timeout_ = collective_timeout_from_env();
+  watchdog_ = !env_off("RINGGRAD_WATCHDOG");
+  monitor_ = std::make_shared<CollectiveMonitor>(store_, rank_, size_, timeout_, watchdog_);
+  progress_ = &monitor_->progress;
+  detail::watch(monitor_);
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+void ProcessGroup::set_timeout(Millis t) {
+  timeout_ = t;
+  monitor_->set_timeout(t);
+}
+
+void ProcessGroup::set_watchdog(bool on) {
+  watchdog_ = on;
+  monitor_->set_enabled(on);
+}
+
+std::shared_ptr<Work> ProcessGroup::track(CollectiveInfo&& info, std::shared_ptr<Work> work) {
+  if (watchdog_ && work) monitor_->issued(std::move(info), work);
+  return work;
+}
+
+Millis collective_timeout_from_env() {
+  const char* v = std::getenv("RINGGRAD_COLLECTIVE_TIMEOUT_S");
+  if (!v || !*v) return kDefaultTimeout;
+  char* end = nullptr;
+  errno = 0;
+  const double s = std::strtod(v, &end);
+  RG_CHECK(errno == 0 && end != v && *end == '\0' && std::isfinite(s) && s > 0 && s < 1e7,
+           "RINGGRAD_COLLECTIVE_TIMEOUT_S=", v, " is not a positive number of seconds");
+  return Millis(std::max<int64_t>(1, static_cast<int64_t>(std::llround(s * 1000.0))));
 }
 
 void ProcessGroup::check_tensor(const Tensor& t, const char* op, const char* what) const {
@@ -103,18 +148,20 @@ CollectiveInfo ProcessGroup::begin(const char* op, const Tensor& t) {
 std::shared_ptr<Work> ProcessGroup::allreduce(const Tensor& t, ReduceOp op) {
   OpScope scope("allreduce", {&t});
   check_tensor(t, "allreduce", "tensor");
-  const CollectiveInfo info = begin("allreduce", t);
+  CollectiveInfo info = begin("allreduce", t);
   if (debug_) debug_check(info, std::string("allreduce(") + reduce_op_name(op) + ")");
-  return do_allreduce(t, op, info);
+  auto work = do_allreduce(t, op, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::broadcast(const Tensor& t, int root) {
   OpScope scope("broadcast", {&t});
   check_tensor(t, "broadcast", "tensor");
   RG_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is out of range for world size ", size_);
-  const CollectiveInfo info = begin("broadcast", t);
+  CollectiveInfo info = begin("broadcast", t);
   if (debug_) debug_check(info, "broadcast(root=" + std::to_string(root) + ")");
-  return do_broadcast(t, root, info);
+  auto work = do_broadcast(t, root, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& in) {
@@ -127,9 +174,10 @@ std::shared_ptr<Work> ProcessGroup::allgather(const Tensor& out, const Tensor& i
            in.device().str());
   RG_CHECK(out.numel() == in.numel() * size_, "allgather: out must have world size (", size_, ") * in.numel() (",
            in.numel(), ") = ", in.numel() * size_, " elements, got out ", out.describe(), " and in ", in.describe());
-  const CollectiveInfo info = begin("allgather", in);
+  CollectiveInfo info = begin("allgather", in);
   if (debug_) debug_check(info, "allgather");
-  return do_allgather(out, in, info);
+  auto work = do_allgather(out, in, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) {
@@ -143,15 +191,17 @@ std::shared_ptr<Work> ProcessGroup::reduce_scatter(const Tensor& out, const Tens
   RG_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: in must have world size (", size_,
            ") * out.numel() (", out.numel(), ") = ", out.numel() * size_, " elements, got in ", in.describe(),
            " and out ", out.describe());
-  const CollectiveInfo info = begin("reduce_scatter", in);
+  CollectiveInfo info = begin("reduce_scatter", in);
   if (debug_) debug_check(info, std::string("reduce_scatter(") + reduce_op_name(op) + ")");
-  return do_reduce_scatter(out, in, op, info);
+  auto work = do_reduce_scatter(out, in, op, info);
+  return track(std::move(info), std::move(work));
 }
 
 std::shared_ptr<Work> ProcessGroup::barrier() {
-  const CollectiveInfo info = begin("barrier", Tensor());
+  CollectiveInfo info = begin("barrier", Tensor());
   if (debug_) debug_check(info, "barrier");
-  return do_barrier(info);
+  auto work = do_barrier(info);
+  return track(std::move(info), std::move(work));
 }
 
 // Every rank publishes "<signature> <dtype><shape> <device type>" under debug/<seq>/<rank> and
@@ -193,6 +243,7 @@ Millis ProcessGroup::timeout_grace() const {
 // "<seq> <description>". Ranks that published a number >= ours reached our collective; the others
 // are stuck at an earlier one, or did not report at all (busy elsewhere, hung, or dead).
 void ProcessGroup::raise_timeout(const CollectiveInfo& info, const std::string& detail) {
+  if (watchdog_) dist::detail::report_hang_and_exit(*monitor_, info, timeout_, detail, true);  // Note [Hang watchdog]
   const std::string head = "rank " + std::to_string(rank_) + ": " + info.describe() + " timed out after " +
                            std::to_string(timeout_.count()) + " ms" + (detail.empty() ? "" : " (" + detail + ")");
   std::string tail;

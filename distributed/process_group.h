@@ -19,6 +19,8 @@
 
 namespace rg::dist {
 
+class CollectiveMonitor;  // distributed/watchdog.h
+
 enum class ReduceOp : uint8_t { Sum, Avg, Max };
 const char* reduce_op_name(ReduceOp op);
 
@@ -67,15 +69,20 @@ struct CollectiveInfo {
 
 // Note [Collective sequence numbers]
 // Every collective on a group gets the next sequence number, identical on all ranks when they
-// call the same collectives in the same order. A timeout (default 5 minutes, set_timeout) raises
-// an error naming this rank, the collective with its number and shape, and the ranks that never
-// reached it (found through the store: each rank that times out publishes how far it got). With
-// RINGGRAD_DIST_DEBUG=1 every collective first checks through the store that all ranks called
-// the same op with the same shape and dtype, and names the first rank that differs.
+// call the same collectives in the same order. The timeout (set_timeout; by default
+// RINGGRAD_COLLECTIVE_TIMEOUT_S seconds when set, else 5 minutes) bounds how long a collective
+// may make no progress. With the hang watchdog on (the default, Note [Hang watchdog] in
+// distributed/watchdog.h) a collective that stalls that long gets a hang report naming it, the
+// ranks that did and did not reach it and each rank's last completed collective, and the process
+// ends with kExitCollectiveHang. With RINGGRAD_WATCHDOG=0 (or set_watchdog(false)) it raises an
+// error instead, naming this rank, the collective with its number and shape, and the ranks that
+// never reached it (found through the store: each rank that times out publishes how far it got).
+// With RINGGRAD_DIST_DEBUG=1 every collective first checks through the store that all ranks
+// called the same op with the same shape and dtype, and names the first rank that differs.
 class ProcessGroup {
  public:
   ProcessGroup(std::shared_ptr<Store> store, int rank, int size);
-  virtual ~ProcessGroup() = default;
+  virtual ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
@@ -92,8 +99,14 @@ class ProcessGroup {
   std::shared_ptr<Work> reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op = ReduceOp::Sum);
   std::shared_ptr<Work> barrier();
 
-  void set_timeout(Millis t) { timeout_ = t; }
+  void set_timeout(Millis t);
   Millis timeout() const { return timeout_; }
+  // The hang watchdog watches this group's collectives (default: on unless RINGGRAD_WATCHDOG=0).
+  void set_watchdog(bool on);
+  bool watchdog() const { return watchdog_; }
+  // Backends call this whenever a collective moves data, so that the watchdog tells a slow but
+  // progressing collective from a stalled one (a relaxed atomic increment).
+  void note_progress() { progress_->fetch_add(1, std::memory_order_relaxed); }
   uint64_t sequence_number() const { return seq_.load(); }
   const std::shared_ptr<Store>& store() const { return store_; }
   // The device kind the group's tensors must be on, checked by the public wrappers; nullopt
@@ -122,11 +135,16 @@ class ProcessGroup {
 
  private:
   CollectiveInfo begin(const char* op, const Tensor& t);
+  // Hands the backend's Work to the watchdog's bookkeeping and returns it.
+  std::shared_ptr<Work> track(CollectiveInfo&& info, std::shared_ptr<Work> work);
   // RINGGRAD_DIST_DEBUG=1: every rank publishes `signature` for this sequence number and compares.
   void debug_check(const CollectiveInfo& info, const std::string& signature);
   void check_tensor(const Tensor& t, const char* op, const char* what) const;
   std::atomic<uint64_t> seq_{0};
   bool debug_ = false;
+  bool watchdog_ = true;
+  std::shared_ptr<CollectiveMonitor> monitor_;
+  std::atomic<uint64_t>* progress_ = nullptr;  // the monitor's progress counter
 };
 
 // ---- the default group, as torch.distributed (distributed/init.cpp)
@@ -135,11 +153,19 @@ struct InitOptions {
   std::string init_method = "env://";  // or "tcp://host:port"
   int rank = -1;                       // required with tcp://
   int world_size = -1;                 // required with tcp://
-  Millis timeout = kDefaultTimeout;
+  // Rendezvous and collective timeout. 0: the store waits kDefaultTimeout (5 minutes) and the
+  // collectives RINGGRAD_COLLECTIVE_TIMEOUT_S seconds when set (`ringgrad launch
+  // --collective-timeout`), else kDefaultTimeout.
+  Millis timeout{0};
   Device device = kCPU;                // the device collectives of the default group run on
 };
+// RINGGRAD_COLLECTIVE_TIMEOUT_S (seconds, fractions allowed) when set, else kDefaultTimeout; a
+// value that is not a positive number raises an error naming it.
+Millis collective_timeout_from_env();
 // env:// reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (torchrun), else Slurm's
 // SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID, else Open MPI's OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK}.
+// Under `ringgrad launch` (or torchrun) TORCHELASTIC_USE_AGENT_STORE=True: the launcher serves
+// the store and each restart's ranks get their own key space (Note [Elastic rounds], launcher.h).
 std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& opts);
 bool is_initialized();
 std::shared_ptr<ProcessGroup> default_group();  // throws when not initialised

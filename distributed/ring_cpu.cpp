@@ -350,6 +350,7 @@ struct RingCpuProcessGroup::Impl : std::enable_shared_from_this<RingCpuProcessGr
           }
         }
         if (moved) {
+          pg->note_progress();  // Note [Hang watchdog]: a slow collective that moves data is not stalled
           deadline = std::chrono::steady_clock::now() + timeout;
           continue;
         }

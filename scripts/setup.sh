@@ -29,7 +29,7 @@ if compgen -G ".devkit/debs/*.deb" >/dev/null; then
 else
   pkgs=(cmake ninja-build g++ libeigen3-dev doctest-dev ccache libjpeg-dev libstb-dev
         nlohmann-json3-dev libyaml-cpp-dev libexpat1-dev fonts-dejavu-core
-        libopenmpi-dev openmpi-bin python3 python3-venv)
+        libopenmpi-dev openmpi-bin python3 python3-venv iproute2)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -73,7 +73,7 @@ TEST_CASE("launch: a crashing rank stops the others and its exit code is returne
   const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CHECK(j.result.exit_code == 7);
   CHECK(j.result.failed_rank == 2);
-  CHECK_MESSAGE(j.result.message.find("rank 2 (pid " + std::to_string(j.result.pids[2]) + ") exited with code 7") !=
+  CHECK_MESSAGE(j.result.message.find("rank 2 (node 0, pid " + std::to_string(j.result.pids[2]) + ") exited with code 7") !=
                     std::string::npos,
                 j.result.message);
   CHECK(secs < 20);  // the others (asleep for 60 s) were stopped, not waited for

@@ -220,7 +220,8 @@ TEST_CASE("cuda ring (processes): 64 MiB tensors") {
 }
 
 TEST_CASE("cuda ring (processes): a missing rank times out naming it; its peer then fails fast") {
-  const Outcome o = launch_workers(2, "ring-timeout", {}, 120s);
+  // The error path: with the hang watchdog on (the default) the timeout would end rank 0 instead.
+  const Outcome o = launch_workers(2, "ring-timeout", {{"RINGGRAD_WATCHDOG", "0"}}, 120s);
   CHECK_MESSAGE(o.code == 0, o.report);
 }
 
@@ -366,7 +367,8 @@ std::string worker_nccl_same_gpu() {
   dist::register_cuda_backends();
   const int r = std::atoi(env_or("RANK", "0")), N = std::atoi(env_or("WORLD_SIZE", "1"));
   auto store = std::make_shared<dist::TCPStore>(env_or("MASTER_ADDR", "127.0.0.1"),
-                                                std::atoi(env_or("MASTER_PORT", "0")), r == 0,
+                                                std::atoi(env_or("MASTER_PORT", "0")),
+                                                r == 0 && !std::getenv("TORCHELASTIC_USE_AGENT_STORE"),  // launcher's store
                                                 std::chrono::milliseconds(60000));
   std::string err;
   try {

@@ -20,6 +20,7 @@
 #include "distributed/ring_cpu.h"
 #include "../dist_eval_data.h"
 #include "distributed/gather_objects.h"
+#include "fault_scenarios.h"
 
 using namespace rg;
 using namespace rg::dist;
@@ -468,12 +469,20 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     InitOptions io;
-    io.timeout = std::chrono::milliseconds(opt_int("init-timeout-ms", 60000));
+    // A failed check must not hang for 5 minutes; RINGGRAD_COLLECTIVE_TIMEOUT_S, when set, rules.
+    if (g_opts.count("init-timeout-ms") || !std::getenv("RINGGRAD_COLLECTIVE_TIMEOUT_S")) {
+      io.timeout = std::chrono::milliseconds(opt_int("init-timeout-ms", 60000));
+    }
     init_process_group(io);
     EXPECT(get_rank() == expect_rank, "get_rank() %d, launcher said %d", get_rank(), expect_rank);
     EXPECT(get_world_size() == expect_world, "get_world_size() %d, launcher said %d", get_world_size(), expect_world);
     EXPECT(get_local_rank() == expect_local, "get_local_rank() %d, launcher said %d", get_local_rank(), expect_local);
-    if (scenario == "collectives") scenario_collectives();
+    if (opt_int("print-address", 0)) {
+      std::printf("rank %d: reaches the store from %s\n", get_rank(), default_group()->store()->local_address().c_str());
+    }
+    if (const int frc = run_fault_scenario(scenario, g_opts); frc >= 0) {
+      if (frc != 0) return frc;  // the scenario's own exit code (preempted ...)
+    } else if (scenario == "collectives") scenario_collectives();
     else if (scenario == "big") scenario_big();
     else if (scenario == "halfacc") scenario_halfacc();
     else if (scenario == "async") scenario_async();
