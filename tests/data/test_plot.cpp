@@ -17,6 +17,10 @@ using rg::test::error_of;
 
 namespace {
 
+// The axis mapping as data/plot.h documents it, computed here (not with PlotAxes::px/py).
+double X(const PlotAxes& a, double x) { return a.left + (x - a.x0) / (a.x1 - a.x0) * a.width; }
+double Y(const PlotAxes& a, double y) { return a.top + a.height - (y - a.y0) / (a.y1 - a.y0) * a.height; }
+
 int colour_distance(const uint8_t* p, Rgb c) {
   int d = 0;
   for (size_t k = 0; k < 3; ++k) d = std::max(d, std::abs(static_cast<int>(p[k]) - static_cast<int>(c[k])));
@@ -98,12 +102,23 @@ TEST_CASE("results.png: panel grid size, a straight line at the pixels its axes 
   CHECK(a.left + a.width < 350);
   // between the points (no dots there): y = 2 x + 1 is on the line, 3 off it is not
   for (double x : {1.5, 2.5, 4.25, 6.5, 8.75}) {
-    CHECK_MESSAGE(colour_near(img, a.px(x), a.py(2 * x + 1), kResultsColour), "x = ", x);
-    CHECK_MESSAGE(!colour_near(img, a.px(x), a.py(2 * x + 1 + 3), kResultsColour, 1, 80), "x = ", x);
+    CHECK_MESSAGE(colour_near(img, X(a, x), Y(a, 2 * x + 1), kResultsColour), "x = ", x);
+    CHECK_MESSAGE(!colour_near(img, X(a, x), Y(a, 2 * x + 1 + 3), kResultsColour, 1, 80), "x = ", x);
   }
+  // a dot on each point: more of the series colour around (3, 7) than around (3.5, 8) between points
+  auto near_count = [&](double x, double y) {
+    int64_t n = 0;
+    for (int dy = -4; dy <= 4; ++dy) {
+      for (int dx = -4; dx <= 4; ++dx) {
+        n += colour_distance(img.at(static_cast<int64_t>(Y(a, y)) + dy, static_cast<int64_t>(X(a, x)) + dx), kResultsColour) <= 24;
+      }
+    }
+    return n;
+  };
+  CHECK(near_count(3, 7) >= near_count(3.5, 8) + 6);
   const PlotAxes& b = axes[1];  // z = 10 - epoch: falling
   CHECK(b.left > 350);
-  for (double x : {2.5, 5.5}) CHECK(colour_near(img, b.px(x), b.py(10 - x), kResultsColour));
+  for (double x : {2.5, 5.5}) CHECK(colour_near(img, X(b, x), Y(b, 10 - x), kResultsColour));
   // the frame lies on the axes' border; the title sits above it, nothing dark above the other panel's title
   CHECK(colour_distance(img.at(static_cast<int64_t>(a.top + a.height / 2), static_cast<int64_t>(a.left) - 1), {60, 60, 60}) < 10);
   CHECK(dark_pixels(img, a.left, 10, a.left + a.width, a.top - 2) > 30);
@@ -128,8 +143,8 @@ TEST_CASE("results.png: NaN and empty cells are skipped, constant columns and on
   CHECK(a.y0 > 0.5);  // the missing values did not pull the range to 0
   CHECK(a.y1 < 5.5);
   // the line joins the finite neighbours straight across the gaps
-  for (double x : {2.0, 4.0, 1.5, 3.5}) CHECK_MESSAGE(colour_near(img, a.px(x), a.py(x), kResultsColour), "x = ", x);
-  CHECK(!colour_near(img, a.px(2), a.py(1.5), kResultsColour, 1, 80));
+  for (double x : {2.0, 4.0, 1.5, 3.5}) CHECK_MESSAGE(colour_near(img, X(a, x), Y(a, x), kResultsColour), "x = ", x);
+  CHECK(!colour_near(img, X(a, 2), Y(a, 1.5), kResultsColour, 1, 80));
 
   std::vector<PlotAxes> ax1;
   const Image one = render_results(parse_results_csv("epoch,a,b,c\n0,0.25,7,\n", "one"), &ax1);  // one epoch
@@ -168,13 +183,13 @@ TEST_CASE("PR_curve.png: class and mean lines where the axes put them, legend en
   CHECK(a.x1 == 1);
   CHECK(img.width > a.left + a.width + legend.width);
   for (double r : {0.1, 0.35, 0.65}) {
-    CHECK_MESSAGE(colour_near(img, a.px(r), a.py(1 - 0.5 * r), class_colour(0)), "r = ", r);
-    CHECK_MESSAGE(colour_near(img, a.px(r), a.py(0.4), class_colour(1)), "r = ", r);
+    CHECK_MESSAGE(colour_near(img, X(a, r), Y(a, 1 - 0.5 * r), class_colour(0)), "r = ", r);
+    CHECK_MESSAGE(colour_near(img, X(a, r), Y(a, 0.4), class_colour(1)), "r = ", r);
     // the mean of the two drawn classes: 0.7 - r / 4 (class 2 left out), thick
-    CHECK_MESSAGE(colour_near(img, a.px(r), a.py(0.7 - 0.25 * r), kMeanCurveColour, 1, 8), "r = ", r);
-    CHECK_MESSAGE(!colour_near(img, a.px(r), a.py((0.7 - 0.25 * r) * 2 / 3 + 1.0 / 3), kMeanCurveColour, 2, 60), "r = ", r);
+    CHECK_MESSAGE(colour_near(img, X(a, r), Y(a, 0.7 - 0.25 * r), kMeanCurveColour, 1, 8), "r = ", r);
+    CHECK_MESSAGE(!colour_near(img, X(a, r), Y(a, (0.7 - 0.25 * r) * 2 / 3 + 1.0 / 3), kMeanCurveColour, 2, 60), "r = ", r);
   }
-  CHECK(!colour_near(img, a.px(0.5), a.py(0.9), class_colour(2), 1, 30));
+  CHECK(!colour_near(img, X(a, 0.5), Y(a, 0.9), class_colour(2), 1, 30));
   // legend: to the right of the curves, with text in it; 2 class rows and the mean
   CHECK(legend.left > a.left + a.width);
   CHECK(dark_pixels(img, legend.left + 2, legend.top + 2, legend.left + legend.width - 2, legend.top + legend.height - 2) > 100);
@@ -189,7 +204,7 @@ TEST_CASE("PR_curve.png: class and mean lines where the axes put them, legend en
   PlotAxes a25, l25;
   const Image img25 = render_pr_curves(many, grid, ap25, std::vector<std::string>(25, "x"), &a25, &l25);
   CHECK(l25.height < rows3);
-  CHECK(colour_near(img25, a25.px(0.3), a25.py(0.85), kMeanCurveColour, 1, 8));
+  CHECK(colour_near(img25, X(a25, 0.3), Y(a25, 0.85), kMeanCurveColour, 1, 8));
   CHECK(contains(error_of([&] { render_pr_curves(prec, grid, {0.5}, {}); }), "3 precision curves but 1 AP values"));
   CHECK(contains(error_of([&] { render_pr_curves({std::vector<double>(5)}, grid, {0.5}, {}); }),
                  "class 0 has 5 precision values for a recall grid of 101"));
@@ -210,7 +225,7 @@ TEST_CASE("confusion_matrix.png: normalised cells coloured by value, blank below
   CHECK(a.width == a.height);
   CHECK(a.width >= 3 * 28);
   CHECK(a.left + a.width < img.width);
-  auto corner = [&](int r, int c) { return img.at(static_cast<int64_t>(a.py(r) + 3), static_cast<int64_t>(a.px(c) + 3)); };
+  auto corner = [&](int r, int c) { return img.at(static_cast<int64_t>(Y(a, r) + 3), static_cast<int64_t>(X(a, c) + 3)); };
   CHECK(colour_distance(corner(0, 0), blues(0.75)) <= 1);  // vmax = 1 (column 2's single FP)
   CHECK(colour_distance(corner(2, 0), blues(0.25)) <= 1);
   CHECK(colour_distance(corner(0, 2), blues(1.0)) <= 1);
@@ -218,8 +233,8 @@ TEST_CASE("confusion_matrix.png: normalised cells coloured by value, blank below
   // the value written in cell (0, 0) (light text on the dark cell), none in the blank cell
   auto text_pixels = [&](const Image& im, const PlotAxes& ax, int r, int c, Rgb fill) {
     int64_t n = 0;
-    for (auto y = static_cast<int64_t>(ax.py(r) + 4); y < static_cast<int64_t>(ax.py(r + 1) - 4); ++y) {
-      for (auto x = static_cast<int64_t>(ax.px(c) + 4); x < static_cast<int64_t>(ax.px(c + 1) - 4); ++x) {
+    for (auto y = static_cast<int64_t>(Y(ax, r) + 4); y < static_cast<int64_t>(Y(ax, r + 1) - 4); ++y) {
+      for (auto x = static_cast<int64_t>(X(ax, c) + 4); x < static_cast<int64_t>(X(ax, c + 1) - 4); ++x) {
         n += colour_distance(im.at(y, x), fill) > 40;
       }
     }
@@ -238,7 +253,7 @@ TEST_CASE("confusion_matrix.png: normalised cells coloured by value, blank below
   // raw counts: coloured by count / max count
   PlotAxes r;
   const Image raw = render_confusion_matrix(counts, {"cat", "dog"}, false, &r);
-  CHECK(colour_distance(raw.at(static_cast<int64_t>(r.py(2) + 3), static_cast<int64_t>(r.px(0) + 3)), blues(1.0 / 3)) <= 1);
+  CHECK(colour_distance(raw.at(static_cast<int64_t>(Y(r, 2) + 3), static_cast<int64_t>(X(r, 0) + 3)), blues(1.0 / 3)) <= 1);
   // 30 classes: no numbers in the cells
   std::vector<std::vector<double>> big(31, std::vector<double>(31, 0));
   for (int i = 0; i < 31; ++i) big[static_cast<size_t>(i)][static_cast<size_t>(i)] = 5;

@@ -177,6 +177,10 @@ TEST_CASE("PR curves at 0.5: a worked curve by hand") {
   CHECK(c.ap50[1] == -1);  // no ground truth
   CHECK(std::all_of(c.precision[1].begin(), c.precision[1].end(), [](double v) { return v == 0; }));
   CHECK(pr_curves_at_50({r}, 2, ApMethod::VocAllPoints).ap50[0] == doctest::Approx(0.25 + 0.25 * 2.0 / 3 + 0.25 * 0.6));
+  ImageRecord half;  // IoU 50 / 100 = 0.5 exactly: a match at 0.5 (COCO's >=)
+  half.gts = {gt(0, 0, 10, 10, 1)};
+  half.dets = {det(0, 0, 5, 10, 0.9, 1)};
+  CHECK(pr_curves_at_50({half}, 2).ap50[1] == doctest::Approx(1));
   CHECK(contains(error_of([&] { pr_curves_at_50({r, r}, 2); }), "image id 3 appears in two records"));
   CHECK(contains(error_of([&] { pr_curves_at_50({r}, 0); }), "num_classes must be positive"));
 }
