@@ -53,7 +53,11 @@ int64_t dark_pixels(const Image& img, double x1, double y1, double x2, double y2
 
 std::string line_csv(int epochs) {  // y = 2 epoch + 1, z = 10 - epoch
   std::string s = "epoch, train/y , z\n";
-  for (int e = 1; e <= epochs; ++e) s += std::to_string(e) + "," + std::to_string(2 * e + 1) + "," + std::to_string(10 - e) + "\n";
+  for (int e = 1; e <= epochs; ++e) {
+    char row[64];
+    std::snprintf(row, sizeof(row), "%d,%d,%d\n", e, 2 * e + 1, 10 - e);
+    s += row;
+  }
   return s;
 }
 
@@ -128,7 +132,7 @@ TEST_CASE("results.png: panel grid size, a straight line at the pixels its axes 
   ResultsTable wide;
   wide.epoch = {1, 2, 3};
   for (int c = 0; c < 12; ++c) {
-    wide.columns.push_back("c" + std::to_string(c));
+    wide.columns.push_back(std::string(1, static_cast<char>('a' + c)));
     wide.values.push_back({1.0 * c, 2.0, 3.0});
   }
   const Image w = render_results(wide);
@@ -153,15 +157,19 @@ TEST_CASE("results.png: NaN and empty cells are skipped, constant columns and on
   CHECK(ax1[0].x1 > 0);
   CHECK(ax1[0].y0 < 0.25);
   CHECK(ax1[0].y1 > 0.25);
-  CHECK(colour_near(one, ax1[0].px(0), ax1[0].py(0.25), kResultsColour));  // the single dot
+  CHECK(colour_near(one, X(ax1[0], 0), Y(ax1[0], 0.25), kResultsColour));  // the single dot
   std::vector<PlotAxes> axc;
   const Image flat = render_results(parse_results_csv("epoch,k,zero\n1,4,0\n2,4,0\n3,4,0\n", "flat"), &axc);
   CHECK(axc[0].y0 < 4);
   CHECK(axc[0].y1 > 4);
   CHECK(axc[1].y0 < 0);
   CHECK(axc[1].y1 > 0);
-  CHECK(colour_near(flat, axc[0].px(1.5), axc[0].py(4), kResultsColour));
-  CHECK(colour_near(flat, axc[1].px(2.5), axc[1].py(0), kResultsColour));
+  CHECK(colour_near(flat, X(axc[0], 1.5), Y(axc[0], 4), kResultsColour));
+  CHECK(colour_near(flat, X(axc[1], 2.5), Y(axc[1], 0), kResultsColour));
+  std::vector<PlotAxes> axn;  // values equal but for rounding noise: drawn as a constant
+  const Image noise = render_results(parse_results_csv("epoch,n\n1,0.3\n2,0.30000000000000004\n", "noise"), &axn);
+  CHECK(axn[0].y1 - axn[0].y0 == doctest::Approx(0.03));
+  CHECK(colour_near(noise, X(axn[0], 1.5), Y(axn[0], 0.3), kResultsColour));
   CHECK(contains(error_of([] { render_results(parse_results_csv("epoch\n1\n", "e")); }), "no numeric column"));
 }
 
