@@ -170,10 +170,12 @@ void draw_axes(Canvas& cv, const PlotAxes& a, const AxisStyle& st) {
 }
 
 // matplotlib's default data margins: 5% of the span on each side; a single value gets +-5% of itself.
+// A span below 1e-9 of the values (rounding noise) counts as a single value.
 void padded_range(double lo, double hi, double* a, double* b) {
-  if (!(hi > lo)) {
-    const double pad = lo != 0 ? std::fabs(lo) * 0.05 : 0.05;
-    *a = lo - pad, *b = hi + pad;
+  if (!(hi - lo > 1e-9 * std::max(std::fabs(lo), std::fabs(hi)))) {
+    const double mid = lo + (hi - lo) / 2;
+    const double pad = mid != 0 ? std::fabs(mid) * 0.05 : 0.05;
+    *a = mid - pad, *b = mid + pad;
     return;
   }
   const double pad = (hi - lo) * 0.05;
