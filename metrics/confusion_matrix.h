@@ -15,7 +15,9 @@ namespace rg::metrics {
 // IoU > iou (one detection per ground truth, highest IoU first, as ultralytics' process_batch),
 // unmatched detections count as background false positives and unmatched ground truth as
 // background false negatives. Matching ignores the classes: a match of different classes is a
-// confusion. Both thresholds are strict (score > conf, IoU > iou), as ultralytics'.
+// confusion. Both thresholds are strict (score > conf, IoU > iou), as ultralytics'. Unmatched
+// detections are false positives even in an image where nothing matched (YOLOv5's version skipped
+// them there; ultralytics 8 counts them). IoU is plain intersection / union (no 1e-7 in the union).
 class ConfusionMatrix {
  public:
   explicit ConfusionMatrix(int64_t num_classes, double conf = 0.25, double iou = 0.45);
@@ -39,7 +41,9 @@ class ConfusionMatrix {
 // last recall. Its area is therefore VOC's all-points AP; its value at r = j/100 is what COCO's
 // 101-point AP averages. ap50 is the class AP@0.5 as evaluate_detections reports it with the given
 // method (Coco101 by default, what the trainer prints), -1 for a class without ground truth (its
-// precision is then all 0).
+// precision is then all 0). So with Coco101 the legend's AP is the trainer's number and the area
+// under the drawn curve is the all-points AP; the two differ by the 101-point sampling only (a few
+// thousandths on real curves; tests/metrics/test_confusion_matrix.cpp checks both).
 struct PrCurves { std::vector<double> recall_grid; std::vector<std::vector<double>> precision; std::vector<double> ap50; };
 PrCurves pr_curves_at_50(const std::vector<ImageRecord>& records, int64_t num_classes);
 PrCurves pr_curves_at_50(const std::vector<ImageRecord>& records, int64_t num_classes, ApMethod method);
