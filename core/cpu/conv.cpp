@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/sgemm.h"
 #include "core/kernels.h"
 
 namespace rg {
@@ -172,15 +173,17 @@ void im2col(A* col, const T* x, const Geom& g, int64_t oh0, int64_t oh1, bool pa
   });
 }
 
-// The adjoint of im2col: adds col (K, L) into the planes x (Cg, H, W) for output rows [oh0, oh1).
+// The adjoint of im2col: adds col (K, L; row stride ld, L by default) into the planes x (Cg, H, W)
+// for output rows [oh0, oh1).
 template <typename A>
-void col2im(A* x, const A* col, const Geom& g, int64_t oh0, int64_t oh1, bool par) {
+void col2im(A* x, const A* col, const Geom& g, int64_t oh0, int64_t oh1, bool par, int64_t ld = 0) {
   const int64_t L = (oh1 - oh0) * g.Wo;
+  if (ld == 0) ld = L;
   for_channels(g.Cg, par, g.kh * g.kw * L, [&](int64_t c) {
     A* plane = x + c * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        const A* row = col + ((c * g.kh + i) * g.kw + j) * L;
+        const A* row = col + ((c * g.kh + i) * g.kw + j) * ld;
         int64_t lo, hi;
         valid_cols(g, j, &lo, &hi);
         const int64_t off = j * g.dw - g.pw;
@@ -378,6 +381,231 @@ void conv_bwd_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
   });
 }
 
+// ---- f32 over our GEMM (Note [CPU conv over sgemm])
+
+// Note [CPU conv over sgemm]
+// Where core/cpu/sgemm.h has its micro-kernel, f32 convolutions run group by group and block by
+// block, every GEMM threaded inside (sgemm splits its output across threads) rather than images
+// across threads. The GEMM's columns are output positions q of a block (Block): several whole
+// images when an image has fewer than kMinCols positions, so that the packed weight is reused
+// across images, else output rows of one image.
+// - forward: y_g (Og, Q) = W_g (Og, K) @ col (K, Q); the B packer (im_col_pack) builds the column
+//   panels straight from the image, so im2col is never written out;
+// - input gradient: gcol (K, Q) = W_g^T @ gy_g (Og, Q) (gy packed by planes_pack), then col2im;
+// - weight gradient: gw_g (Og, K) = sum over blocks of gy_g (Og, Q) @ col (K, Q)^T, in block order:
+//   deterministic, and no per-thread copies of the weight gradient.
+// Column and gradient buffers stay under kColBudget floats.
+constexpr int64_t kMinCols = 2048;
+
+// Images [n0, n1) x output rows [oh0, oh1): more than one image only with all rows.
+struct Block {
+  int64_t n0, n1, oh0, oh1;
+  int64_t rows() const { return oh1 - oh0; }
+};
+// f(block) for the blocks covering every output position; `per_col` floats of buffer per column.
+template <typename F>
+void for_blocks(const Geom& g, int64_t per_col, F&& f) {
+  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, kColBudget / per_col) : INT64_MAX;  // columns
+  if (g.P >= kMinCols || g.N == 1 || g.P * 2 > cap) {
+    const int64_t rows = std::clamp<int64_t>(cap / std::max<int64_t>(g.Wo, 1), 1, std::max<int64_t>(g.Ho, 1));
+    for (int64_t n = 0; n < g.N; ++n) {
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) f(Block{n, n + 1, oh0, std::min(g.Ho, oh0 + rows)});
+    }
+    return;
+  }
+  const int64_t per = std::clamp<int64_t>((kMinCols + g.P - 1) / g.P, 1, std::min(g.N, cap / g.P));
+  for (int64_t n0 = 0; n0 < g.N; n0 += per) f(Block{n0, std::min(g.N, n0 + per), 0, g.Ho});
+}
+
+// Contiguous runs of a block's columns [q, q + len): image n, output row oh, columns from ow0.
+struct Run {
+  int64_t n, oh, ow0, len, at;  // `at`: offset of the run within the requested columns
+};
+int64_t block_runs(const Geom& g, const Block& b, int64_t q, int64_t len, Run* out) {
+  const int64_t per_img = b.rows() * g.Wo;
+  int64_t k = 0, at = 0;
+  while (at < len) {
+    const int64_t qq = q + at, n = b.n0 + qq / per_img, r = qq % per_img;
+    const int64_t oh = b.oh0 + r / g.Wo, ow0 = r % g.Wo;
+    const int64_t l = std::min(len - at, g.Wo - ow0);
+    out[k++] = Run{n, oh, ow0, l, at};
+    at += l;
+  }
+  return k;
+}
+constexpr int64_t kMaxRuns = cpu::kSgemmNR + 1;  // a panel's columns span at most NR rows (Wo >= 1)
+
+// d[0, len) = row k = (c, i, j) of the block's column matrix over columns [q, q + len), from the
+// images x (N, C, H, W) of group gi.
+void im_col_row(const float* x, const Geom& g, int64_t gi, const Run* runs, int64_t nruns, int64_t k, float* d) {
+  const int64_t c = k / (g.kh * g.kw), r = k % (g.kh * g.kw), i = r / g.kw, j = r % g.kw;
+  int64_t lo, hi;
+  valid_cols(g, j, &lo, &hi);
+  const int64_t off = j * g.dw - g.pw;
+  for (int64_t u = 0; u < nruns; ++u) {
+    const Run& ru = runs[u];
+    float* dst = d + ru.at;
+    const int64_t ih = ru.oh * g.sh - g.ph + i * g.dh;
+    if (ih < 0 || ih >= g.H) {
+      std::fill(dst, dst + ru.len, 0.f);
+      continue;
+    }
+    const float* src = x + ((ru.n * g.C + gi * g.Cg + c) * g.H + ih) * g.W;
+    const int64_t a = std::clamp(lo, ru.ow0, ru.ow0 + ru.len), b = std::clamp(hi, a, ru.ow0 + ru.len);
+    std::fill(dst, dst + (a - ru.ow0), 0.f);
+    if (g.sw == 1) {
+      std::memcpy(dst + (a - ru.ow0), src + a + off, static_cast<size_t>(b - a) * sizeof(float));
+    } else {
+      for (int64_t ow = a; ow < b; ++ow) dst[ow - ru.ow0] = src[ow * g.sw + off];
+    }
+    std::fill(dst + (b - ru.ow0), dst + ru.len, 0.f);
+  }
+}
+
+struct ImColCtx {
+  const float* x;
+  const Geom* g;
+  int64_t gi;
+  Block b;
+};
+// PackB: the block's column matrix (K, Q) of the images, packed without writing it out.
+void im_col_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const auto& cx = *static_cast<const ImColCtx*>(p);
+  Run runs[kMaxRuns];
+  for (int64_t q = 0; q < nc; q += cpu::kSgemmNR, dst += kc * cpu::kSgemmNR) {
+    const int64_t cols = std::min(cpu::kSgemmNR, nc - q);
+    const int64_t nr = block_runs(*cx.g, cx.b, j0 + q, cols, runs);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * cpu::kSgemmNR;
+      im_col_row(cx.x, *cx.g, cx.gi, runs, nr, k0 + k, d);
+      std::fill(d + cols, d + cpu::kSgemmNR, 0.f);
+    }
+  }
+}
+
+struct PlanesCtx {
+  const float* y;  // (N, O, Ho, Wo)
+  const Geom* g;
+  int64_t gi;
+  Block b;
+};
+// PackB: gy_g over the block's columns, (Og, Q).
+void planes_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const auto& cx = *static_cast<const PlanesCtx*>(p);
+  const Geom& g = *cx.g;
+  Run runs[kMaxRuns];
+  for (int64_t q = 0; q < nc; q += cpu::kSgemmNR, dst += kc * cpu::kSgemmNR) {
+    const int64_t cols = std::min(cpu::kSgemmNR, nc - q);
+    const int64_t nr = block_runs(g, cx.b, j0 + q, cols, runs);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * cpu::kSgemmNR;
+      for (int64_t u = 0; u < nr; ++u) {
+        const Run& ru = runs[u];
+        const float* src = cx.y + (ru.n * g.O + cx.gi * g.Og + k0 + k) * g.P + ru.oh * g.Wo + ru.ow0;
+        std::memcpy(d + ru.at, src, static_cast<size_t>(ru.len) * sizeof(float));
+      }
+      std::fill(d + cols, d + cpu::kSgemmNR, 0.f);
+    }
+  }
+}
+
+int gemm_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+int64_t cols_of(const Geom& g, const Block& b) { return (b.n1 - b.n0) * b.rows() * g.Wo; }
+
+void conv_fwd_f32(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Geom& g) {
+  const float* xp = x.data<float>();
+  const float* wp = w.data<float>();
+  const float* bp = bias.defined() ? bias.data<float>() : nullptr;
+  float* yp = y.data<float>();
+  const int nt = gemm_threads();
+  std::vector<float> tmp;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const cpu::MatRef wg{wp + gi * g.Og * g.K, g.K, 1};
+    for_blocks(g, 0, [&](const Block& b) {
+      const ImColCtx cx{xp, &g, gi, b};
+      const int64_t Q = cols_of(g, b);
+      const cpu::PackB pack{&cx, &im_col_pack};
+      if (b.n1 - b.n0 == 1) {  // straight into y, rows [oh0, oh1) of image n0
+        float* c = yp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo;
+        if (bp) {
+          for (int64_t o = 0; o < g.Og; ++o) std::fill(c + o * g.P, c + o * g.P + Q, bp[gi * g.Og + o]);
+        }
+        cpu::sgemm(g.Og, Q, g.K, 1.f, wg, pack, bp ? 1.f : 0.f, c, g.P, nt);
+        return;
+      }
+      tmp.resize(static_cast<size_t>(g.Og * Q));
+      cpu::sgemm(g.Og, Q, g.K, 1.f, wg, pack, 0.f, tmp.data(), Q, nt);
+      cpu::parallel_for(g.Og * (b.n1 - b.n0), std::max<int64_t>(1, cpu::kGrain / g.P), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t n = r / g.Og, o = r % g.Og;
+          const float bv = bp ? bp[gi * g.Og + o] : 0.f;
+          const float* src = tmp.data() + o * Q + n * g.P;
+          float* dst = yp + ((b.n0 + n) * g.O + gi * g.Og + o) * g.P;
+          for (int64_t l = 0; l < g.P; ++l) dst[l] = src[l] + bv;
+        }
+      });
+    });
+  }
+}
+
+void conv_bwd_input_f32(const Tensor& gx, const Tensor& gy, const Tensor& w, const Geom& g) {
+  const float* gyp = gy.data<float>();
+  const float* wp = w.data<float>();
+  float* gxp = gx.data<float>();
+  const int nt = gemm_threads();
+  fill_cpu(gx, 0.0);
+  std::vector<float> gcol;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const cpu::MatRef wt{wp + gi * g.Og * g.K, 1, g.K};  // W_g^T (K, Og)
+    for_blocks(g, g.K, [&](const Block& b) {
+      const PlanesCtx cx{gyp, &g, gi, b};
+      const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+      gcol.resize(static_cast<size_t>(g.K * Q));
+      cpu::sgemm(g.K, Q, g.Og, 1.f, wt, cpu::PackB{&cx, &planes_pack}, 0.f, gcol.data(), Q, nt);
+      for (int64_t n = b.n0; n < b.n1; ++n) {
+        float* planes = gxp + (n * g.C + gi * g.Cg) * g.H * g.W;
+        col2im<float>(planes, gcol.data() + (n - b.n0) * L, g, b.oh0, b.oh1, nt > 1, Q);
+      }
+    });
+  }
+}
+
+void conv_bwd_weight_f32(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
+  const float* gyp = gy.data<float>();
+  const float* xp = x.data<float>();
+  float* gwp = gw.data<float>();
+  const int nt = gemm_threads();
+  std::vector<float> col, gyc;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    bool first = true;
+    for_blocks(g, g.K + g.Og, [&](const Block& b) {
+      const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+      // A = gy_g over the block's columns (Og, Q): in place for one image, else gathered.
+      cpu::MatRef a{gyp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo, g.P, 1};
+      if (b.n1 - b.n0 > 1) {
+        gyc.resize(static_cast<size_t>(g.Og * Q));
+        for (int64_t o = 0; o < g.Og; ++o) {
+          for (int64_t n = b.n0; n < b.n1; ++n) {
+            std::memcpy(gyc.data() + o * Q + (n - b.n0) * L, gyp + (n * g.O + gi * g.Og + o) * g.P,
+                        static_cast<size_t>(L) * sizeof(float));
+          }
+        }
+        a = cpu::MatRef{gyc.data(), Q, 1};
+      }
+      // B = col^T (Q, K): the block's column matrix written out (rows in parallel), read transposed.
+      col.resize(static_cast<size_t>(g.K * Q));
+      cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), [&](int64_t k0, int64_t k1) {
+        std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
+        const int64_t nr = block_runs(g, b, 0, Q, runs.data());
+        for (int64_t k = k0; k < k1; ++k) im_col_row(xp, g, gi, runs.data(), nr, k, col.data() + k * Q);
+      });
+      cpu::sgemm(g.Og, g.K, Q, 1.f, a, cpu::MatRef{col.data(), 1, Q}, first ? 0.f : 1.f, gwp + gi * g.Og * g.K, g.K,
+                 nt);
+      first = false;
+    });
+  }
+}
+
 void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
     if (t->defined()) RG_CHECK(t->is_contiguous(), op, ": kernel expects contiguous tensors, got ", t->describe());
@@ -390,6 +618,7 @@ void conv2d_cpu(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor&
   check_contiguous("conv2d", {&y, &x, &w, &bias});
   const Geom g = make_geom(x.sizes(), w.sizes(), y.sizes(), p);
   if (y.numel() == 0) return;
+  if (x.dtype() == DType::f32 && cpu::sgemm_available()) return conv_fwd_f32(y, x, w, bias, g);
   RG_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] { conv_fwd<scalar_t>(y, x, w, bias, g); });
 }
 
@@ -401,6 +630,7 @@ void conv2d_bwd_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor& w, c
     fill_cpu(gx, 0.0);
     return;
   }
+  if (gx.dtype() == DType::f32 && cpu::sgemm_available()) return conv_bwd_input_f32(gx, gy, w, g);
   RG_DISPATCH_FLOAT(gx.dtype(), "conv2d_bwd_input", [&] { conv_bwd_input<scalar_t>(gx, gy, w, g); });
 }
 
@@ -412,6 +642,7 @@ void conv2d_bwd_weight_cpu(const Tensor& gw, const Tensor& gy, const Tensor& x, 
     fill_cpu(gw, 0.0);
     return;
   }
+  if (gw.dtype() == DType::f32 && cpu::sgemm_available()) return conv_bwd_weight_f32(gw, gy, x, g);
   RG_DISPATCH_FLOAT(gw.dtype(), "conv2d_bwd_weight", [&] { conv_bwd_weight<scalar_t>(gw, gy, x, g); });
 }
 

@@ -1,6 +1,7 @@
 // conv2d (label unit): forward, input and weight gradients against a direct seven-loop convolution
 // written here (independent of im2col) in every float dtype over stride, padding, dilation, groups,
-// depthwise, 1x1 and non-square kernels, big images (chunked im2col); gradcheck of the
+// depthwise, 1x1 and non-square kernels, big images (chunked im2col), f32 blocks of several images
+// and GEMM block edges (Note [CPU conv over sgemm]); gradcheck of the
 // differentiable conv2d in all its options; argument errors.
 #include <cmath>
 #include <string>
@@ -150,6 +151,8 @@ std::vector<ConvCase> kernel_cases() {
   cs.push_back({3, 2, 1, 1, 3, 1, 1});                                         // 1x1 images
   cs.push_back({2, 2, 4, 5, 3, 4, 5, 1, 1, 0, 0});                             // kernel covers the image
   cs.push_back({1, 2, 6, 6, 2, 3, 3, 3, 3, 4, 4, 1, 1, 1});                    // padding > kernel/2, stride 3
+  cs.push_back({2, 40, 6, 7, 130, 3, 3, 1, 1, 1, 1});                          // K 360, O 130: past sgemm's KC, MC
+  cs.push_back({3, 5, 9, 61, 7, 3, 3, 1, 2, 1, 1, 1, 2});                      // wide rows, stride/dilation (1, 2)
   return cs;
 }
 

@@ -1,0 +1,225 @@
+// Our f32 GEMM for the CPU (core/cpu/sgemm.h): BLIS-style cache blocking, packed panels, and an
+// 8 x 48 register tile kept in 24 AVX-512 registers; a portable C++ tile of the same shape elsewhere.
+#include "core/cpu/sgemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace rg::cpu {
+
+// Note [CPU f32 GEMM]
+// c = alpha a b + beta c is computed in blocks: for each NC-wide column block of B and KC-deep slice
+// of K, B's block is packed once (panels of NR columns, each KC rows of NR contiguous floats); for
+// each MC-tall row block of A, A's block is packed (panels of MR rows, k-major). The micro-kernel
+// multiplies one A panel (MR x KC, 8 KiB: stays in L1) by one B panel (KC x NR, from L2) into an
+// MR x NR tile held in registers, and adds the tile into c once at the end. Partial tiles are
+// zero-padded in the packs and masked at the store. Several threads split the larger of M and N
+// into contiguous ranges (each packs its own panels), so nothing is shared and no barrier is
+// needed; the sum over K runs in the same order for every thread count (deterministic).
+// B may come from a packer (PackB): the convolution packs image patches straight into the panel
+// format, so the im2col matrix is never written out.
+
+namespace {
+
+constexpr int64_t kMR = 8, kNR = kSgemmNR;
+constexpr int64_t kKC = 256;      // depth of a panel: A panel 8 KiB, B panel 48 KiB
+constexpr int64_t kMC = 128;      // rows of A packed at once
+constexpr int64_t kNC = kNR * 10; // columns of B packed at once (480 KiB at KC = 256)
+
+// 64-byte aligned scratch that grows and is kept per thread.
+struct Scratch {
+  std::unique_ptr<float[], decltype(&std::free)> p{nullptr, &std::free};
+  size_t n = 0;
+  float* get(size_t want) {
+    if (want > n) {
+      p.reset(static_cast<float*>(std::aligned_alloc(64, (want * sizeof(float) + 63) / 64 * 64)));
+      if (!p) throw std::bad_alloc();
+      n = want;
+    }
+    return p.get();
+  }
+};
+thread_local Scratch tl_a, tl_b;
+
+#if defined(__AVX512F__)
+// c (m <= 8 rows, n <= 48 columns, row stride ldc) = alpha * (a panel (kc x 8) @ b panel (kc x 48)) + beta * c.
+void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int64_t m,
+                  int64_t n, float alpha, float beta) {
+  __m512 acc[kMR][3];
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+    }
+    a += kMR;
+    b += kNR;
+  }
+  auto mask_of = [&](int64_t v) -> __mmask16 {
+    const int64_t left = n - 16 * v;
+    return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  };
+  const __mmask16 mk[3] = {mask_of(0), mask_of(1), mask_of(2)};
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < m; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 3
+    for (int v = 0; v < 3; ++v) {
+      __m512 x = _mm512_mul_ps(acc[r][v], va);
+      if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk[v], cr + 16 * v), x);
+      _mm512_mask_storeu_ps(cr + 16 * v, mk[v], x);
+    }
+  }
+}
+#else
+void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int64_t m,
+                  int64_t n, float alpha, float beta) {
+  float acc[kMR][kNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < kMR; ++r) {
+      const float ar = a[k * kMR + r];
+      for (int j = 0; j < kNR; ++j) acc[r][j] += ar * b[k * kNR + j];
+    }
+  }
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      float& out = c[r * ldc + j];
+      out = beta != 0.f ? alpha * acc[r][j] + beta * out : alpha * acc[r][j];
+    }
+  }
+}
+#endif
+
+// A's rows [i0, i0 + mc) x columns [k0, k0 + kc) as ceil(mc / 8) panels of kc x 8 (zero-padded rows).
+void pack_a(const MatRef& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t p = 0; p < mc; p += kMR, dst += kc * kMR) {
+    const int64_t rows = std::min(kMR, mc - p);
+    if (rows < kMR) std::fill(dst, dst + kc * kMR, 0.f);
+    if (a.cs == 1) {  // row-major: each row is contiguous in k
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = a.p + (i0 + p + r) * a.rs + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a.p + (i0 + p) * a.rs + (k0 + k) * a.cs;
+        for (int64_t r = 0; r < rows; ++r) dst[k * kMR + r] = src[r * a.rs];
+      }
+    }
+  }
+}
+
+void pack_b_strided(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  sgemm_pack_strided(*static_cast<const MatRef*>(ctx), k0, kc, j0, nc, dst);
+}
+
+// One thread's share: c (M, N) for B columns [jb, jb + N) of the packer's matrix.
+void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, int64_t jb,
+                  float beta, float* c, int64_t ldc) {
+  float* abuf = tl_a.get(static_cast<size_t>(kMC * kKC));
+  float* bbuf = tl_b.get(static_cast<size_t>(kKC * kNC));
+  for (int64_t jc = 0; jc < N; jc += kNC) {
+    const int64_t nc = std::min(kNC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      b.pack(b.ctx, pc, kc, jb + jc, nc, bbuf);
+      const float bp = pc == 0 ? beta : 1.f;
+      for (int64_t ic = 0; ic < M; ic += kMC) {
+        const int64_t mc = std::min(kMC, M - ic);
+        pack_a(a, ic, mc, pc, kc, abuf);
+        for (int64_t ir = 0; ir < mc; ir += kMR) {
+          const float* ap = abuf + ir * kc;
+          float* crow = c + (ic + ir) * ldc + jc;
+          for (int64_t jr = 0; jr < nc; jr += kNR) {
+            micro_kernel(kc, ap, bbuf + jr * kc, crow + jr, ldc, std::min(kMR, mc - ir), std::min(kNR, nc - jr),
+                         alpha, bp);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool sgemm_available() {
+#if defined(__AVX512F__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t q = 0; q < nc; q += kNR, dst += kc * kNR) {
+    const int64_t cols = std::min(kNR, nc - q);
+    const float* base = b.p + k0 * b.rs + (j0 + q) * b.cs;
+    if (b.cs == 1) {  // rows of B are contiguous
+      for (int64_t k = 0; k < kc; ++k) {
+        float* d = dst + k * kNR;
+        std::memcpy(d, base + k * b.rs, static_cast<size_t>(cols) * sizeof(float));
+        if (cols < kNR) std::fill(d + cols, d + kNR, 0.f);
+      }
+    } else {  // columns of B are contiguous (a transposed operand): walk each column down k
+      if (cols < kNR) std::fill(dst, dst + kc * kNR, 0.f);
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = base + j * b.cs;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = src[k * b.rs];
+      }
+    }
+  }
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& b, float beta, float* c, int64_t ldc,
+           int threads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // an empty sum
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    }
+    return;
+  }
+  const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
+  int nt = std::max(1, threads);
+  if (static_cast<double>(M) * N * K < 64.0 * 64 * 64) nt = 1;
+  const bool split_n = n_tiles >= m_tiles;
+  nt = static_cast<int>(std::min<int64_t>(nt, split_n ? n_tiles : m_tiles));
+  if (nt <= 1) {
+    sgemm_serial(M, N, K, alpha, a, b, 0, beta, c, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t tiles = split_n ? n_tiles : m_tiles;
+    const int64_t t0 = tiles * t / T, t1 = tiles * (t + 1) / T;
+    if (split_n) {
+      const int64_t j0 = t0 * kNR, j1 = std::min(N, t1 * kNR);
+      if (j1 > j0) sgemm_serial(M, j1 - j0, K, alpha, a, b, j0, beta, c + j0, ldc);
+    } else {
+      const int64_t i0 = t0 * kMR, i1 = std::min(M, t1 * kMR);
+      const MatRef as{a.p + i0 * a.rs, a.rs, a.cs};
+      if (i1 > i0) sgemm_serial(i1 - i0, N, K, alpha, as, b, 0, beta, c + i0 * ldc, ldc);
+    }
+  }
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, MatRef b, float beta, float* c, int64_t ldc,
+           int threads) {
+  sgemm(M, N, K, alpha, a, PackB{&b, &pack_b_strided}, beta, c, ldc, threads);
+}
+
+}  // namespace rg::cpu

@@ -1,0 +1,40 @@
+// Our f32 GEMM for the CPU: cache-blocked packed panels and an AVX-512 register-tile micro-kernel
+// (Note [CPU f32 GEMM] in core/cpu/sgemm.cpp). gemm_cpu uses it for f32, the im2col convolution
+// (core/cpu/conv.cpp) with its own B packer, which builds the column panels straight from the image.
+#pragma once
+
+#include <cstdint>
+
+namespace rg::cpu {
+
+// A strided f32 matrix: element (i, j) at p[i * rs + j * cs].
+struct MatRef {
+  const float* p;
+  int64_t rs, cs;
+};
+
+// The panel shape of the packed right-hand side: a packer writes, for columns [j0, j0 + nc) and
+// rows [k0, k0 + kc) of B, ceil(nc / kSgemmNR) panels one after the other, each kc rows of kSgemmNR
+// floats (row k of panel q holds B[k0 + k, j0 + q * kSgemmNR + 0 .. kSgemmNR - 1], zero past nc).
+inline constexpr int64_t kSgemmNR = 48;
+struct PackB {
+  const void* ctx;
+  void (*pack)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+};
+
+// True when this build has the micro-kernel (the host compiler targets AVX-512F); callers fall back
+// to Eigen otherwise.
+bool sgemm_available();
+
+// c (M, N; row stride ldc, unit column stride) = alpha * a (M, K) @ b (K, N) + beta * c. beta == 0
+// never reads c (NaN in c does not leak). `threads` > 1 splits the work across that many OpenMP
+// threads (callers pass 1 inside a parallel region).
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, MatRef b, float beta, float* c, int64_t ldc,
+           int threads);
+// The same with B produced by a packer (for B matrices that are never materialised).
+void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& b, float beta, float* c, int64_t ldc,
+           int threads);
+// The packer of a strided B, exposed for tests and for packers that fall back to it.
+void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+
+}  // namespace rg::cpu
