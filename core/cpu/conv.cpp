@@ -402,10 +402,11 @@ struct Block {
   int64_t n0, n1, oh0, oh1;
   int64_t rows() const { return oh1 - oh0; }
 };
-// f(block) for the blocks covering every output position; `per_col` floats of buffer per column.
+// f(block) for the blocks covering every output position; `per_col` floats of buffer per column,
+// at most `budget` floats in all.
 template <typename F>
-void for_blocks(const Geom& g, int64_t per_col, F&& f) {
-  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, kColBudget / per_col) : INT64_MAX;  // columns
+void for_blocks(const Geom& g, int64_t per_col, F&& f, int64_t budget = kColBudget) {
+  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, budget / per_col) : INT64_MAX;  // columns
   if (g.P >= kMinCols || g.N == 1 || g.P * 2 > cap) {
     const int64_t rows = std::clamp<int64_t>(cap / std::max<int64_t>(g.Wo, 1), 1, std::max<int64_t>(g.Ho, 1));
     for (int64_t n = 0; n < g.N; ++n) {
@@ -570,38 +571,79 @@ void conv_bwd_input_f32(const Tensor& gx, const Tensor& gy, const Tensor& w, con
   }
 }
 
+// acc_g (Og, K) = [acc_g +] gy_g (Og, Q) @ col (K, Q)^T over one block's columns Q; `col` and `gyc`
+// are scratch. The column matrix is written out (its rows split across threads when `par`) and
+// read transposed by the GEMM's packer.
+void weight_grad_block(const float* gyp, const float* xp, const Geom& g, int64_t gi, const Block& b, bool accumulate,
+                       float* acc, int threads, bool par, std::vector<float>* col, std::vector<float>* gyc) {
+  const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+  cpu::MatRef a{gyp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo, g.P, 1};  // in place for one image
+  if (b.n1 - b.n0 > 1) {
+    gyc->resize(static_cast<size_t>(g.Og * Q));
+    for (int64_t o = 0; o < g.Og; ++o) {
+      for (int64_t n = b.n0; n < b.n1; ++n) {
+        std::memcpy(gyc->data() + o * Q + (n - b.n0) * L, gyp + (n * g.O + gi * g.Og + o) * g.P,
+                    static_cast<size_t>(L) * sizeof(float));
+      }
+    }
+    a = cpu::MatRef{gyc->data(), Q, 1};
+  }
+  col->resize(static_cast<size_t>(g.K * Q));
+  float* cp = col->data();
+  auto rows = [&](int64_t k0, int64_t k1) {
+    std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
+    const int64_t nr = block_runs(g, b, 0, Q, runs.data());
+    for (int64_t k = k0; k < k1; ++k) im_col_row(xp, g, gi, runs.data(), nr, k, cp + k * Q);
+  };
+  if (par) {
+    cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), rows);
+  } else {
+    rows(0, g.K);
+  }
+  cpu::sgemm(g.Og, g.K, Q, 1.f, a, cpu::MatRef{cp, 1, Q}, accumulate ? 1.f : 0.f, acc, g.K, threads);
+}
+
+// Weight gradients of at most this many floats per group are summed per thread over an equal
+// share of the column blocks (blocks sized for L2), then added up in thread order; larger ones
+// go block by block with the GEMM threaded inside.
+constexpr int64_t kPrivateGradMax = int64_t{1} << 17;
+constexpr int64_t kL2Budget = int64_t{96} << 10;  // floats of column matrix + gy per block
+
 void conv_bwd_weight_f32(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
   const float* gyp = gy.data<float>();
   const float* xp = x.data<float>();
   float* gwp = gw.data<float>();
   const int nt = gemm_threads();
-  std::vector<float> col, gyc;
+  const int64_t wsize = g.Og * g.K;
   for (int64_t gi = 0; gi < g.G; ++gi) {
-    bool first = true;
-    for_blocks(g, g.K + g.Og, [&](const Block& b) {
-      const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
-      // A = gy_g over the block's columns (Og, Q): in place for one image, else gathered.
-      cpu::MatRef a{gyp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo, g.P, 1};
-      if (b.n1 - b.n0 > 1) {
-        gyc.resize(static_cast<size_t>(g.Og * Q));
-        for (int64_t o = 0; o < g.Og; ++o) {
-          for (int64_t n = b.n0; n < b.n1; ++n) {
-            std::memcpy(gyc.data() + o * Q + (n - b.n0) * L, gyp + (n * g.O + gi * g.Og + o) * g.P,
-                        static_cast<size_t>(L) * sizeof(float));
-          }
-        }
-        a = cpu::MatRef{gyc.data(), Q, 1};
+    float* gwg = gwp + gi * wsize;
+    std::vector<Block> blocks;
+    const bool private_acc = nt > 1 && wsize <= kPrivateGradMax;
+    for_blocks(g, g.K + g.Og, [&](const Block& b) { blocks.push_back(b); }, private_acc ? kL2Budget : kColBudget);
+    if (!private_acc || blocks.size() < 2) {
+      std::vector<float> col, gyc;
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        weight_grad_block(gyp, xp, g, gi, blocks[i], i > 0, gwg, nt, nt > 1, &col, &gyc);
       }
-      // B = col^T (Q, K): the block's column matrix written out (rows in parallel), read transposed.
-      col.resize(static_cast<size_t>(g.K * Q));
-      cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), [&](int64_t k0, int64_t k1) {
-        std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
-        const int64_t nr = block_runs(g, b, 0, Q, runs.data());
-        for (int64_t k = k0; k < k1; ++k) im_col_row(xp, g, gi, runs.data(), nr, k, col.data() + k * Q);
-      });
-      cpu::sgemm(g.Og, g.K, Q, 1.f, a, cpu::MatRef{col.data(), 1, Q}, first ? 0.f : 1.f, gwp + gi * g.Og * g.K, g.K,
-                 nt);
-      first = false;
+      continue;
+    }
+    const int64_t T = std::min<int64_t>(nt, static_cast<int64_t>(blocks.size()));
+    std::vector<float> accs(static_cast<size_t>(T * wsize));
+#pragma omp parallel for schedule(static, 1) num_threads(T)
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<float> col, gyc;
+      const auto nb = static_cast<int64_t>(blocks.size());
+      for (int64_t i = nb * t / T; i < nb * (t + 1) / T; ++i) {
+        weight_grad_block(gyp, xp, g, gi, blocks[static_cast<size_t>(i)], i > nb * t / T, accs.data() + t * wsize, 1,
+                          false, &col, &gyc);
+      }
+    }
+    cpu::parallel_for(wsize, cpu::kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float s = 0.f;
+        for (int64_t t = 0; t < T; ++t) s += accs[static_cast<size_t>(t * wsize + i)];
+        gwg[i] = s;
+      }
     });
   }
 }

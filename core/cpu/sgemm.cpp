@@ -8,9 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+// GCC 12 reports false -Wmaybe-uninitialized inside its own AVX-512 intrinsics (_mm512_setzero_ps,
+// masked loads), as it does for Eigen's (core/cpu/gemm.cpp).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace rg::cpu {
@@ -21,9 +25,11 @@ namespace rg::cpu {
 // each MC-tall row block of A, A's block is packed (panels of MR rows, k-major). The micro-kernel
 // multiplies one A panel (MR x KC, 8 KiB: stays in L1) by one B panel (KC x NR, from L2) into an
 // MR x NR tile held in registers, and adds the tile into c once at the end. Partial tiles are
-// zero-padded in the packs and masked at the store. Several threads split the larger of M and N
-// into contiguous ranges (each packs its own panels), so nothing is shared and no barrier is
-// needed; the sum over K runs in the same order for every thread count (deterministic).
+// zero-padded in the packs and masked at the store. Several threads split M or N into contiguous
+// ranges of tiles (each packs its own panels: nothing shared, no barrier), and then every element's
+// sum over K runs in the same order for every thread count. Only lopsided products (few tiles, a
+// long K: a weight gradient over many output positions) split K instead, each thread summing into
+// a private block that is added up in thread order: deterministic for a given thread count.
 // B may come from a packer (PackB): the convolution packs image patches straight into the panel
 // format, so the im2col matrix is never written out.
 
@@ -122,20 +128,73 @@ void pack_a(const MatRef& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
   }
 }
 
+// One B panel (kc x 48, zero past `cols`) from a matrix whose columns are contiguous: column j of
+// the panel is src[j * ld + 0 .. kc). 16 x 16 blocks are transposed in registers.
+#if defined(__AVX512F__)
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: pairs of rows interleaved
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // r[4i + m], lane L: column 4L + m of rows 4i .. 4i + 3
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int m = 0; m < 4; ++m) {  // gather lane L of r[m], r[4 + m], r[8 + m], r[12 + m]: column 4L + m
+    t[m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88);
+    t[4 + m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+    t[8 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+    t[12 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+  }
+  for (int m = 0; m < 4; ++m) {
+    r[m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+    r[8 + m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xdd);
+    r[4 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0x88);
+    r[12 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0xdd);
+  }
+}
+void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, float* dst) {
+  for (int64_t jb = 0; jb < kNR; jb += 16) {
+    const int64_t jn = std::clamp<int64_t>(cols - jb, 0, 16);
+    for (int64_t kb = 0; kb < kc; kb += 16) {
+      const int64_t kn = std::min<int64_t>(16, kc - kb);
+      const __mmask16 km = kn == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kn) - 1);
+      __m512 r[16];
+      for (int64_t j = 0; j < 16; ++j) {
+        r[j] = j < jn ? _mm512_maskz_loadu_ps(km, src + (jb + j) * ld + kb) : _mm512_setzero_ps();
+      }
+      transpose16(r);
+      for (int64_t k = 0; k < kn; ++k) _mm512_storeu_ps(dst + (kb + k) * kNR + jb, r[k]);
+    }
+  }
+}
+#else
+void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < cols ? src[j * ld + k] : 0.f;
+  }
+}
+#endif
+
 void pack_b_strided(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   sgemm_pack_strided(*static_cast<const MatRef*>(ctx), k0, kc, j0, nc, dst);
 }
 
-// One thread's share: c (M, N) for B columns [jb, jb + N) of the packer's matrix.
-void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, int64_t jb,
-                  float beta, float* c, int64_t ldc) {
+// One thread's share: c (M, N) for B rows [kb, kb + K) and columns [jb, jb + N) of the packer's matrix.
+void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, int64_t kb,
+                  int64_t jb, float beta, float* c, int64_t ldc) {
   float* abuf = tl_a.get(static_cast<size_t>(kMC * kKC));
   float* bbuf = tl_b.get(static_cast<size_t>(kKC * kNC));
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = std::min(kNC, N - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
-      b.pack(b.ctx, pc, kc, jb + jc, nc, bbuf);
+      b.pack(b.ctx, kb + pc, kc, jb + jc, nc, bbuf);
       const float bp = pc == 0 ? beta : 1.f;
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
@@ -149,6 +208,53 @@ void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a,
           }
         }
       }
+    }
+  }
+}
+
+// How several threads share one product (Note [CPU f32 GEMM]): split M (every thread packs all of
+// B), N (every thread packs all of A) or K (each thread sums its slice of K into a private M x N
+// block, added up afterwards), whichever copies the fewest floats, counting idle threads' share of
+// the multiply-adds when the tiles do not divide evenly; K only when it is clearly the cheapest.
+struct Split {
+  char dim;
+  int64_t parts;
+};
+Split choose_split(int64_t M, int64_t N, int64_t K, int nt) {
+  const double work = static_cast<double>(M) * N * K / 16;  // multiply-adds, in units of a copied float
+  auto cost = [&](int64_t tiles, double copies) {
+    if (tiles < 2) return 1e300;
+    const int64_t parts = std::min<int64_t>(tiles, nt);
+    const double idle = static_cast<double>((tiles + parts - 1) / parts * parts) / tiles - 1;
+    return copies * (parts - 1) + idle * work + work / parts;
+  };
+  const int64_t mt = (M + kMR - 1) / kMR, nt_ = (N + kNR - 1) / kNR, kt = K / kKC;
+  const double cm = cost(mt, static_cast<double>(K) * N), cn = cost(nt_, static_cast<double>(M) * K);
+  const double ck = cost(kt, 2.0 * M * N);
+  if (cm >= 1e300 && cn >= 1e300 && ck >= 1e300) return {'-', 1};
+  if (2 * ck < std::min(cm, cn)) return {'k', std::min<int64_t>(kt, nt)};  // only when clearly better
+  if (cn <= cm) return {'n', std::min<int64_t>(nt_, nt)};
+  return {'m', std::min<int64_t>(mt, nt)};
+}
+
+// Split K: thread t computes its slice's product into part t; c = alpha * sum_t part_t + beta * c,
+// summed in t order.
+void split_k(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, float beta, float* c,
+             int64_t ldc, int64_t parts) {
+  std::vector<float> part(static_cast<size_t>(parts * M * N));
+#pragma omp parallel for schedule(static, 1) num_threads(parts)
+  for (int64_t t = 0; t < parts; ++t) {
+    const int64_t k0 = K * t / parts, k1 = K * (t + 1) / parts;
+    const MatRef as{a.p + k0 * a.cs, a.rs, a.cs};
+    sgemm_serial(M, N, k1 - k0, 1.f, as, b, k0, 0, 0.f, part.data() + t * M * N, N);
+  }
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      float s = 0.f;
+      for (int64_t t = 0; t < parts; ++t) s += part[static_cast<size_t>((t * M + i) * N + j)];
+      float& out = c[i * ldc + j];
+      out = beta != 0.f ? alpha * s + beta * out : alpha * s;
     }
   }
 }
@@ -173,11 +279,11 @@ void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int
         std::memcpy(d, base + k * b.rs, static_cast<size_t>(cols) * sizeof(float));
         if (cols < kNR) std::fill(d + cols, d + kNR, 0.f);
       }
-    } else {  // columns of B are contiguous (a transposed operand): walk each column down k
-      if (cols < kNR) std::fill(dst, dst + kc * kNR, 0.f);
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = base + j * b.cs;
-        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = src[k * b.rs];
+    } else if (b.rs == 1) {  // columns of B are contiguous (a transposed operand)
+      pack_transposed(base, b.cs, kc, cols, dst);
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < cols ? base[k * b.rs + j * b.cs] : 0.f;
       }
     }
   }
@@ -192,27 +298,28 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& 
     }
     return;
   }
-  const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
   int nt = std::max(1, threads);
   if (static_cast<double>(M) * N * K < 64.0 * 64 * 64) nt = 1;
-  const bool split_n = n_tiles >= m_tiles;
-  nt = static_cast<int>(std::min<int64_t>(nt, split_n ? n_tiles : m_tiles));
-  if (nt <= 1) {
-    sgemm_serial(M, N, K, alpha, a, b, 0, beta, c, ldc);
+  const Split sp = nt > 1 ? choose_split(M, N, K, nt) : Split{'-', 1};
+  if (sp.parts <= 1) {
+    sgemm_serial(M, N, K, alpha, a, b, 0, 0, beta, c, ldc);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t tiles = split_n ? n_tiles : m_tiles;
-    const int64_t t0 = tiles * t / T, t1 = tiles * (t + 1) / T;
-    if (split_n) {
+  if (sp.dim == 'k') {
+    split_k(M, N, K, alpha, a, b, beta, c, ldc, sp.parts);
+    return;
+  }
+  const int64_t tiles = sp.dim == 'n' ? (N + kNR - 1) / kNR : (M + kMR - 1) / kMR;
+#pragma omp parallel for schedule(static, 1) num_threads(sp.parts)
+  for (int64_t t = 0; t < sp.parts; ++t) {
+    const int64_t t0 = tiles * t / sp.parts, t1 = tiles * (t + 1) / sp.parts;
+    if (sp.dim == 'n') {
       const int64_t j0 = t0 * kNR, j1 = std::min(N, t1 * kNR);
-      if (j1 > j0) sgemm_serial(M, j1 - j0, K, alpha, a, b, j0, beta, c + j0, ldc);
+      if (j1 > j0) sgemm_serial(M, j1 - j0, K, alpha, a, b, 0, j0, beta, c + j0, ldc);
     } else {
       const int64_t i0 = t0 * kMR, i1 = std::min(M, t1 * kMR);
       const MatRef as{a.p + i0 * a.rs, a.rs, a.cs};
-      if (i1 > i0) sgemm_serial(i1 - i0, N, K, alpha, as, b, 0, beta, c + i0 * ldc, ldc);
+      if (i1 > i0) sgemm_serial(i1 - i0, N, K, alpha, as, b, 0, 0, beta, c + i0 * ldc, ldc);
     }
   }
 }

@@ -1,6 +1,6 @@
 // Our f32 GEMM (core/cpu/sgemm.h) against a double-precision triple loop written here: odd shapes
 // around every block size (MR 8, NR 48, KC 256, MC 128, NC 480), row- and column-major operands,
-// alpha/beta, beta 0 over NaN, the same bits for every thread count, a custom B packer, K = 0.
+// alpha/beta, beta 0 over NaN, thread splits of M, N and K, a custom B packer, K = 0.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -84,14 +84,19 @@ TEST_CASE("sgemm matches a double loop around every block size, in every layout"
   }
 }
 
-TEST_CASE("sgemm gives the same bits for every thread count") {
-  // Threads split M or N only: each element's sum over K runs in the same order.
+TEST_CASE("sgemm gives the same bits for every thread count when it splits M or N") {
+  // Splits of M or N leave each element's sum over K in the same order.
   for (const Case& c : {Case{130, 481, 513, false, false, 1.f, 0.f}, Case{300, 50, 600, true, false, 1.f, 1.f}}) {
     CAPTURE(str(c));
     const auto one = run_case(c, 1, 99);
     CHECK(run_case(c, 2, 99) == one);
     CHECK(run_case(c, 4, 99) == one);
   }
+  // A lopsided product (2 x 1 tiles, K 6000) splits K: right, and the same bits on every run.
+  const Case lop{16, 27, 6000, false, true, 1.f, 0.5f};
+  CAPTURE(str(lop));
+  CHECK(run_case(lop, 2, 7) == run_case(lop, 2, 7));
+  run_case(lop, 3, 7);
 }
 
 TEST_CASE("sgemm with beta 0 never reads c; K = 0 scales c") {
