@@ -396,22 +396,27 @@ void conv_bwd_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
 //   deterministic, and no per-thread copies of the weight gradient.
 // Column and gradient buffers stay under kColBudget floats.
 constexpr int64_t kMinCols = 2048;
+constexpr int64_t kL2Budget = int64_t{96} << 10;  // floats of buffer per block when a thread works alone
 
 // Images [n0, n1) x output rows [oh0, oh1): more than one image only with all rows.
 struct Block {
   int64_t n0, n1, oh0, oh1;
   int64_t rows() const { return oh1 - oh0; }
 };
+// f(block) for row blocks of image n, each with at most `budget` floats of buffer at `per_col` per column.
+template <typename F>
+void for_image_rows(const Geom& g, int64_t n, int64_t per_col, int64_t budget, F&& f) {
+  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, budget / per_col) : INT64_MAX;  // columns
+  const int64_t rows = std::clamp<int64_t>(cap / std::max<int64_t>(g.Wo, 1), 1, std::max<int64_t>(g.Ho, 1));
+  for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) f(Block{n, n + 1, oh0, std::min(g.Ho, oh0 + rows)});
+}
 // f(block) for the blocks covering every output position; `per_col` floats of buffer per column,
 // at most `budget` floats in all.
 template <typename F>
 void for_blocks(const Geom& g, int64_t per_col, F&& f, int64_t budget = kColBudget) {
   const int64_t cap = per_col > 0 ? std::max<int64_t>(1, budget / per_col) : INT64_MAX;  // columns
   if (g.P >= kMinCols || g.N == 1 || g.P * 2 > cap) {
-    const int64_t rows = std::clamp<int64_t>(cap / std::max<int64_t>(g.Wo, 1), 1, std::max<int64_t>(g.Ho, 1));
-    for (int64_t n = 0; n < g.N; ++n) {
-      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) f(Block{n, n + 1, oh0, std::min(g.Ho, oh0 + rows)});
-    }
+    for (int64_t n = 0; n < g.N; ++n) for_image_rows(g, n, per_col, budget, f);
     return;
   }
   const int64_t per = std::clamp<int64_t>((kMinCols + g.P - 1) / g.P, 1, std::min(g.N, cap / g.P));
@@ -448,18 +453,18 @@ void im_col_row(const float* x, const Geom& g, int64_t gi, const Run* runs, int6
     float* dst = d + ru.at;
     const int64_t ih = ru.oh * g.sh - g.ph + i * g.dh;
     if (ih < 0 || ih >= g.H) {
-      std::fill(dst, dst + ru.len, 0.f);
+      cpu::zero_short(dst, ru.len);
       continue;
     }
     const float* src = x + ((ru.n * g.C + gi * g.Cg + c) * g.H + ih) * g.W;
     const int64_t a = std::clamp(lo, ru.ow0, ru.ow0 + ru.len), b = std::clamp(hi, a, ru.ow0 + ru.len);
-    std::fill(dst, dst + (a - ru.ow0), 0.f);
+    cpu::zero_short(dst, a - ru.ow0);
     if (g.sw == 1) {
-      std::memcpy(dst + (a - ru.ow0), src + a + off, static_cast<size_t>(b - a) * sizeof(float));
+      cpu::copy_short(dst + (a - ru.ow0), src + a + off, b - a);
     } else {
       for (int64_t ow = a; ow < b; ++ow) dst[ow - ru.ow0] = src[ow * g.sw + off];
     }
-    std::fill(dst + (b - ru.ow0), dst + ru.len, 0.f);
+    cpu::zero_short(dst + (b - ru.ow0), ru.ow0 + ru.len - b);
   }
 }
 
@@ -479,7 +484,7 @@ void im_col_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, 
     for (int64_t k = 0; k < kc; ++k) {
       float* d = dst + k * cpu::kSgemmNR;
       im_col_row(cx.x, *cx.g, cx.gi, runs, nr, k0 + k, d);
-      std::fill(d + cols, d + cpu::kSgemmNR, 0.f);
+      cpu::zero_short(d + cols, cpu::kSgemmNR - cols);
     }
   }
 }
@@ -503,9 +508,9 @@ void planes_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, 
       for (int64_t u = 0; u < nr; ++u) {
         const Run& ru = runs[u];
         const float* src = cx.y + (ru.n * g.O + cx.gi * g.Og + k0 + k) * g.P + ru.oh * g.Wo + ru.ow0;
-        std::memcpy(d + ru.at, src, static_cast<size_t>(ru.len) * sizeof(float));
+        cpu::copy_short(d + ru.at, src, ru.len);
       }
-      std::fill(d + cols, d + cpu::kSgemmNR, 0.f);
+      cpu::zero_short(d + cols, cpu::kSgemmNR - cols);
     }
   }
 }
@@ -549,25 +554,45 @@ void conv_fwd_f32(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   }
 }
 
+// gcol (K, Q) = W_g^T @ gy_g over one block's columns, added into the images' planes by col2im.
+void input_grad_block(float* gxp, const float* gyp, const float* wp, const Geom& g, int64_t gi, const Block& b,
+                      int threads, std::vector<float>* gcol) {
+  const cpu::MatRef wt{wp + gi * g.Og * g.K, 1, g.K};  // W_g^T (K, Og)
+  const PlanesCtx cx{gyp, &g, gi, b};
+  const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+  gcol->resize(static_cast<size_t>(g.K * Q));
+  cpu::sgemm(g.K, Q, g.Og, 1.f, wt, cpu::PackB{&cx, &planes_pack}, 0.f, gcol->data(), Q, threads);
+  for (int64_t n = b.n0; n < b.n1; ++n) {
+    float* planes = gxp + (n * g.C + gi * g.Cg) * g.H * g.W;
+    col2im<float>(planes, gcol->data() + (n - b.n0) * L, g, b.oh0, b.oh1, threads > 1, Q);
+  }
+}
+
 void conv_bwd_input_f32(const Tensor& gx, const Tensor& gy, const Tensor& w, const Geom& g) {
   const float* gyp = gy.data<float>();
   const float* wp = w.data<float>();
   float* gxp = gx.data<float>();
   const int nt = gemm_threads();
+  if (nt > 1 && g.N >= nt && g.P >= kMinCols) {
+    // Large images, at least one per thread: each thread owns whole images (their planes are
+    // written by it alone) and goes through them in L2-sized blocks, its GEMMs single-threaded.
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int64_t t = 0; t < nt; ++t) {
+      std::vector<float> gcol;
+      for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
+        std::fill(gxp + n * g.C * g.H * g.W, gxp + (n + 1) * g.C * g.H * g.W, 0.f);
+        for (int64_t gi = 0; gi < g.G; ++gi) {
+          for_image_rows(g, n, g.K, kL2Budget,
+                         [&](const Block& b) { input_grad_block(gxp, gyp, wp, g, gi, b, 1, &gcol); });
+        }
+      }
+    }
+    return;
+  }
   fill_cpu(gx, 0.0);
   std::vector<float> gcol;
   for (int64_t gi = 0; gi < g.G; ++gi) {
-    const cpu::MatRef wt{wp + gi * g.Og * g.K, 1, g.K};  // W_g^T (K, Og)
-    for_blocks(g, g.K, [&](const Block& b) {
-      const PlanesCtx cx{gyp, &g, gi, b};
-      const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
-      gcol.resize(static_cast<size_t>(g.K * Q));
-      cpu::sgemm(g.K, Q, g.Og, 1.f, wt, cpu::PackB{&cx, &planes_pack}, 0.f, gcol.data(), Q, nt);
-      for (int64_t n = b.n0; n < b.n1; ++n) {
-        float* planes = gxp + (n * g.C + gi * g.Cg) * g.H * g.W;
-        col2im<float>(planes, gcol.data() + (n - b.n0) * L, g, b.oh0, b.oh1, nt > 1, Q);
-      }
-    });
+    for_blocks(g, g.K, [&](const Block& b) { input_grad_block(gxp, gyp, wp, g, gi, b, nt, &gcol); });
   }
 }
 
@@ -607,7 +632,6 @@ void weight_grad_block(const float* gyp, const float* xp, const Geom& g, int64_t
 // share of the column blocks (blocks sized for L2), then added up in thread order; larger ones
 // go block by block with the GEMM threaded inside.
 constexpr int64_t kPrivateGradMax = int64_t{1} << 17;
-constexpr int64_t kL2Budget = int64_t{96} << 10;  // floats of column matrix + gy per block
 
 void conv_bwd_weight_f32(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
   const float* gyp = gy.data<float>();

@@ -109,12 +109,43 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
 }
 #endif
 
+// A full A panel (kc x 8) from 8 rows src + r * ld, each contiguous in k.
+void pack_a_rows(const float* src, int64_t ld, int64_t kc, float* dst) {
+  int64_t k = 0;
+#if defined(__AVX2__)
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld + k);
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {  // pairs of rows interleaved per 128-bit half
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; ++h) {  // u[4h + m]: columns m and 4 + m of rows 4h .. 4h + 3
+      u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int m = 0; m < 4; ++m) {
+      _mm256_storeu_ps(dst + (k + m) * kMR, _mm256_permute2f128_ps(u[m], u[4 + m], 0x20));
+      _mm256_storeu_ps(dst + (k + 4 + m) * kMR, _mm256_permute2f128_ps(u[m], u[4 + m], 0x31));
+    }
+  }
+#endif
+  for (; k < kc; ++k) {
+    for (int64_t r = 0; r < kMR; ++r) dst[k * kMR + r] = src[r * ld + k];
+  }
+}
+
 // A's rows [i0, i0 + mc) x columns [k0, k0 + kc) as ceil(mc / 8) panels of kc x 8 (zero-padded rows).
 void pack_a(const MatRef& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t p = 0; p < mc; p += kMR, dst += kc * kMR) {
     const int64_t rows = std::min(kMR, mc - p);
     if (rows < kMR) std::fill(dst, dst + kc * kMR, 0.f);
-    if (a.cs == 1) {  // row-major: each row is contiguous in k
+    if (a.cs == 1 && rows == kMR) {  // row-major: 8 x 8 blocks transposed in registers
+      pack_a_rows(a.p + (i0 + p) * a.rs + k0, a.rs, kc, dst);
+    } else if (a.cs == 1) {  // row-major: each row is contiguous in k
       for (int64_t r = 0; r < rows; ++r) {
         const float* src = a.p + (i0 + p + r) * a.rs + k0;
         for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
@@ -276,8 +307,8 @@ void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int
     if (b.cs == 1) {  // rows of B are contiguous
       for (int64_t k = 0; k < kc; ++k) {
         float* d = dst + k * kNR;
-        std::memcpy(d, base + k * b.rs, static_cast<size_t>(cols) * sizeof(float));
-        if (cols < kNR) std::fill(d + cols, d + kNR, 0.f);
+        copy_short(d, base + k * b.rs, cols);
+        zero_short(d + cols, kNR - cols);
       }
     } else if (b.rs == 1) {  // columns of B are contiguous (a transposed operand)
       pack_transposed(base, b.cs, kc, cols, dst);

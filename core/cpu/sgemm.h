@@ -4,6 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace rg::cpu {
 
@@ -36,5 +41,27 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& 
            int threads);
 // The packer of a strided B, exposed for tests and for packers that fall back to it.
 void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+
+// d[0, n) = s[0, n), and d[0, n) = 0, for the short runs that packers move: inline, since a
+// library call costs more than moving a panel row of 48 floats.
+inline void copy_short(float* d, const float* s, int64_t n) {
+#if defined(__AVX512F__)
+  for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+  if (n > 0) {
+    const auto m = static_cast<__mmask16>((1u << n) - 1);
+    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+  }
+#else
+  if (n > 0) std::memcpy(d, s, static_cast<size_t>(n) * sizeof(float));
+#endif
+}
+inline void zero_short(float* d, int64_t n) {
+#if defined(__AVX512F__)
+  for (; n >= 16; n -= 16, d += 16) _mm512_storeu_ps(d, _mm512_setzero_ps());
+  if (n > 0) _mm512_mask_storeu_ps(d, static_cast<__mmask16>((1u << n) - 1), _mm512_setzero_ps());
+#else
+  for (int64_t i = 0; i < n; ++i) d[i] = 0.f;
+#endif
+}
 
 }  // namespace rg::cpu
