@@ -441,28 +441,50 @@ int64_t block_runs(const Geom& g, const Block& b, int64_t q, int64_t len, Run* o
 }
 constexpr int64_t kMaxRuns = cpu::kSgemmNR + 1;  // a panel's columns span at most NR rows (Wo >= 1)
 
-// d[0, len) = row k = (c, i, j) of the block's column matrix over columns [q, q + len), from the
-// images x (N, C, H, W) of group gi.
-void im_col_row(const float* x, const Geom& g, int64_t gi, const Run* runs, int64_t nruns, int64_t k, float* d) {
-  const int64_t c = k / (g.kh * g.kw), r = k % (g.kh * g.kw), i = r / g.kw, j = r % g.kw;
-  int64_t lo, hi;
-  valid_cols(g, j, &lo, &hi);
-  const int64_t off = j * g.dw - g.pw;
+// Kernel column j's valid output columns [lo, hi) and input offset (valid_cols), per j.
+struct TapCols {
+  int64_t lo, hi, off;
+};
+std::vector<TapCols> tap_cols(const Geom& g) {
+  std::vector<TapCols> t(static_cast<size_t>(g.kw));
+  for (int64_t j = 0; j < g.kw; ++j) {
+    valid_cols(g, j, &t[j].lo, &t[j].hi);
+    t[j].off = j * g.dw - g.pw;
+  }
+  return t;
+}
+// The (c, i, j) of column-matrix rows k, k + 1, ... without a division per row.
+struct Tap {
+  int64_t c, i, j;
+  Tap(const Geom& g, int64_t k) : c(k / (g.kh * g.kw)), i(k % (g.kh * g.kw) / g.kw), j(k % g.kw) {}
+  void next(const Geom& g) {
+    if (++j < g.kw) return;
+    j = 0;
+    if (++i < g.kh) return;
+    i = 0;
+    ++c;
+  }
+};
+
+// d[0, len) = row (c, i, j) of the block's column matrix over the runs' columns, from the images
+// x (N, C, H, W) of group gi.
+void im_col_row(const float* x, const Geom& g, int64_t gi, const Run* runs, int64_t nruns, const Tap& t,
+                const TapCols& tc, float* d) {
   for (int64_t u = 0; u < nruns; ++u) {
     const Run& ru = runs[u];
     float* dst = d + ru.at;
-    const int64_t ih = ru.oh * g.sh - g.ph + i * g.dh;
+    const int64_t ih = ru.oh * g.sh - g.ph + t.i * g.dh;
     if (ih < 0 || ih >= g.H) {
       cpu::zero_short(dst, ru.len);
       continue;
     }
-    const float* src = x + ((ru.n * g.C + gi * g.Cg + c) * g.H + ih) * g.W;
-    const int64_t a = std::clamp(lo, ru.ow0, ru.ow0 + ru.len), b = std::clamp(hi, a, ru.ow0 + ru.len);
+    const float* src = x + ((ru.n * g.C + gi * g.Cg + t.c) * g.H + ih) * g.W;
+    const int64_t a = std::clamp(tc.lo, ru.ow0, ru.ow0 + ru.len), b = std::clamp(tc.hi, a, ru.ow0 + ru.len);
     cpu::zero_short(dst, a - ru.ow0);
     if (g.sw == 1) {
-      cpu::copy_short(dst + (a - ru.ow0), src + a + off, b - a);
+      cpu::copy_short(dst + (a - ru.ow0), src + a + tc.off, b - a);
     } else {
-      for (int64_t ow = a; ow < b; ++ow) dst[ow - ru.ow0] = src[ow * g.sw + off];
+      for (int64_t ow = a; ow < b; ++ow) dst[ow - ru.ow0] = src[ow * g.sw + tc.off];
     }
     cpu::zero_short(dst + (b - ru.ow0), ru.ow0 + ru.len - b);
   }
@@ -473,6 +495,7 @@ struct ImColCtx {
   const Geom* g;
   int64_t gi;
   Block b;
+  const TapCols* tc;  // tap_cols(*g)
 };
 // PackB: the block's column matrix (K, Q) of the images, packed without writing it out.
 void im_col_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -481,9 +504,10 @@ void im_col_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, 
   for (int64_t q = 0; q < nc; q += cpu::kSgemmNR, dst += kc * cpu::kSgemmNR) {
     const int64_t cols = std::min(cpu::kSgemmNR, nc - q);
     const int64_t nr = block_runs(*cx.g, cx.b, j0 + q, cols, runs);
-    for (int64_t k = 0; k < kc; ++k) {
+    Tap t(*cx.g, k0);
+    for (int64_t k = 0; k < kc; ++k, t.next(*cx.g)) {
       float* d = dst + k * cpu::kSgemmNR;
-      im_col_row(cx.x, *cx.g, cx.gi, runs, nr, k0 + k, d);
+      im_col_row(cx.x, *cx.g, cx.gi, runs, nr, t, cx.tc[t.j], d);
       cpu::zero_short(d + cols, cpu::kSgemmNR - cols);
     }
   }
@@ -524,11 +548,12 @@ void conv_fwd_f32(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   const float* bp = bias.defined() ? bias.data<float>() : nullptr;
   float* yp = y.data<float>();
   const int nt = gemm_threads();
+  const std::vector<TapCols> tc = tap_cols(g);
   std::vector<float> tmp;
   for (int64_t gi = 0; gi < g.G; ++gi) {
     const cpu::MatRef wg{wp + gi * g.Og * g.K, g.K, 1};
     for_blocks(g, 0, [&](const Block& b) {
-      const ImColCtx cx{xp, &g, gi, b};
+      const ImColCtx cx{xp, &g, gi, b, tc.data()};
       const int64_t Q = cols_of(g, b);
       const cpu::PackB pack{&cx, &im_col_pack};
       if (b.n1 - b.n0 == 1) {  // straight into y, rows [oh0, oh1) of image n0
@@ -597,8 +622,7 @@ void conv_bwd_input_f32(const Tensor& gx, const Tensor& gy, const Tensor& w, con
 }
 
 // acc_g (Og, K) = [acc_g +] gy_g (Og, Q) @ col (K, Q)^T over one block's columns Q; `col` and `gyc`
-// are scratch. The column matrix is written out (its rows split across threads when `par`) and
-// read transposed by the GEMM's packer.
+// are scratch. The GEMM's packer reads the column matrix transposed.
 void weight_grad_block(const float* gyp, const float* xp, const Geom& g, int64_t gi, const Block& b, bool accumulate,
                        float* acc, int threads, bool par, std::vector<float>* col, std::vector<float>* gyc) {
   const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
@@ -613,19 +637,27 @@ void weight_grad_block(const float* gyp, const float* xp, const Geom& g, int64_t
     }
     a = cpu::MatRef{gyc->data(), Q, 1};
   }
-  col->resize(static_cast<size_t>(g.K * Q));
-  float* cp = col->data();
-  auto rows = [&](int64_t k0, int64_t k1) {
-    std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
-    const int64_t nr = block_runs(g, b, 0, Q, runs.data());
-    for (int64_t k = k0; k < k1; ++k) im_col_row(xp, g, gi, runs.data(), nr, k, cp + k * Q);
-  };
-  if (par) {
-    cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), rows);
-  } else {
-    rows(0, g.K);
+  // B = col^T (Q, K): read in place from the image for a 1x1 stride-1 unpadded convolution over one
+  // image, else the block's column matrix written out (rows split across threads when `par`).
+  cpu::MatRef bt{xp + (b.n0 * g.C + gi * g.Cg) * g.H * g.W + b.oh0 * g.Wo, 1, g.P};
+  if (!g.direct || b.n1 - b.n0 > 1) {
+    col->resize(static_cast<size_t>(g.K * Q));
+    float* cp = col->data();
+    const std::vector<TapCols> tc = tap_cols(g);
+    auto rows = [&](int64_t k0, int64_t k1) {
+      std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
+      const int64_t nr = block_runs(g, b, 0, Q, runs.data());
+      Tap t(g, k0);
+      for (int64_t k = k0; k < k1; ++k, t.next(g)) im_col_row(xp, g, gi, runs.data(), nr, t, tc[t.j], cp + k * Q);
+    };
+    if (par) {
+      cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), rows);
+    } else {
+      rows(0, g.K);
+    }
+    bt = cpu::MatRef{cp, 1, Q};
   }
-  cpu::sgemm(g.Og, g.K, Q, 1.f, a, cpu::MatRef{cp, 1, Q}, accumulate ? 1.f : 0.f, acc, g.K, threads);
+  cpu::sgemm(g.Og, g.K, Q, 1.f, a, bt, accumulate ? 1.f : 0.f, acc, g.K, threads);
 }
 
 // Weight gradients of at most this many floats per group are summed per thread over an equal

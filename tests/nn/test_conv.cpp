@@ -153,6 +153,7 @@ std::vector<ConvCase> kernel_cases() {
   cs.push_back({1, 2, 6, 6, 2, 3, 3, 3, 3, 4, 4, 1, 1, 1});                    // padding > kernel/2, stride 3
   cs.push_back({2, 40, 6, 7, 130, 3, 3, 1, 1, 1, 1});                          // K 360, O 130: past sgemm's KC, MC
   cs.push_back({3, 5, 9, 61, 7, 3, 3, 1, 2, 1, 1, 1, 2});                      // wide rows, stride/dilation (1, 2)
+  cs.push_back({1, 9, 7, 5, 4, 1, 1});                                         // 1x1 on one image (read in place)
   return cs;
 }
 
@@ -228,6 +229,8 @@ TEST_CASE("conv2d on images big enough to chunk the column buffer") {
   check_case({1, 16, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 500);
   check_case({2, 16, 131, 127, 3, 3, 3, 1, 1, 1, 1}, DType::f32, 510);
   check_case({1, 16, 131, 127, 3, 3, 3, 1, 1, 1, 1}, DType::bf16, 520);
+  // 1x1 on a 64x64 image: the f32 weight gradient reads the image in place, block by block of rows
+  check_case({1, 64, 64, 64, 8, 1, 1}, DType::f32, 530);
 }
 
 TEST_CASE("conv2d takes non-contiguous inputs") {
