@@ -4,7 +4,8 @@
 // counts 3x); the CPU peak is an Eigen f32 GEMM measured in the same run, the GPU peak the device's spec.
 // Then where a CPU training step goes by layer type (each layer's ops timed alone, forward + backward).
 // Usage: bench_yolo_train [--cpu-only] [--gpu-only] [--models yolov3,yolov3-tiny] [--size 416]
-//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--cpu-modes f32,bf16] [--no-peak]
+//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--cpu-modes f32,bf16] [--gpu-modes f32,f16]
+//        [--no-peak]
 //        [--no-breakdown | --breakdown-only]   (benchmarks/torch_twin/compare.sh runs the f32 CPU row alone)
 // GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 intrinsics (as for core/cpu/gemm.cpp).
 #pragma GCC diagnostic push
@@ -351,8 +352,10 @@ int main(int argc, char** argv) {
       }
       std::printf("%-12s %-7s %-9s %5s %9s %9s %9s %9s %9s %8s %8s\n", "model", "device", "mode", "batch", "fwd img/s",
                   "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
+      const std::string gpu_modes = opt_value(argc, argv, "--gpu-modes") ? opt_value(argc, argv, "--gpu-modes") : "f32,f16";
       for (const auto& n : names) {
         for (const bool amp : {false, true}) {
+          if (gpu_modes.find(amp ? "f16" : "f32") == std::string::npos) continue;
           Mode m;
           m.model = n;
           m.name = amp ? "f16-amp" : "f32";

@@ -4,16 +4,16 @@
 # the ratio ours / torch per run, and the median with the spread (min-max) over the runs.
 #
 # Usage: benchmarks/torch_twin/compare.sh [--models yolov3-tiny,yolov3,resnet50] [--runs 3]
-#          [--threads 2] [--device cpu|cuda] [--amp none|bf16|f16] [--batch N] [--steps N]
+#          [--threads 2] [--device cpu|cuda] [--amp none|bf16|f16] [--batch N] [--steps N] [--check]
 # CPU defaults: batch 4 (yolov3-tiny), 2 (yolov3), 8 (resnet50) at 416 / 416 / 224, f32, 2 threads.
 # CUDA: batch 16, --amp none (f32) or f16 (autocast + GradScaler on both sides).
 # Time it alone: on a shared machine, `flock /tmp/rg-cpu.lock benchmarks/torch_twin/compare.sh`.
 # The twin's Python: $TWIN_PYTHON, else the first of /usr/bin/python3, python3, python that imports
-# torch; exits 77 (skipped) when none does.
+# torch (with a CUDA device for --device cuda); exits 77 (skipped) when none does. --check stops there.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD_DIR:-build}
-models=yolov3-tiny,yolov3,resnet50 runs=3 threads=2 device=cpu amp=none batch= steps=
+models=yolov3-tiny,yolov3,resnet50 runs=3 threads=2 device=cpu amp=none batch= steps= check=
 while [ $# -gt 0 ]; do
   case "$1" in
     --models) models=$2; shift 2 ;;
@@ -23,7 +23,8 @@ while [ $# -gt 0 ]; do
     --amp) amp=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --check) check=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +45,10 @@ if [ "$device" = cuda ] && ! "$py" -c 'import torch, sys; sys.exit(0 if torch.cu
   echo "compare.sh: skipped, $py's torch $("$py" -c 'import torch; print(torch.__version__)') sees no CUDA device"
   exit 77
 fi
+if [ -n "$check" ]; then
+  echo "compare.sh: twin Python $py, torch $("$py" -c 'import torch; print(torch.__version__)')"
+  exit 0
+fi
 export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 for exe in "$B/benchmarks/bench_yolo_train" "$B/benchmarks/bench_resnet_train"; do
   [ -x "$exe" ] || { echo "compare.sh: $exe not built (cmake --build $B --target bench_yolo_train bench_resnet_train)" >&2; exit 2; }
@@ -55,7 +60,7 @@ ours() {
   if [ "$m" = resnet50 ]; then
     if [ "$device" = cuda ]; then
       mode=$([ "$amp" = f16 ] && echo f16-amp || echo f32)
-      out=$("$B/benchmarks/bench_resnet_train" --gpu-only --batch "$b" --steps "$s" 2>&1)
+      out=$("$B/benchmarks/bench_resnet_train" --gpu-only --gpu-modes "$mode" --batch "$b" --steps "$s" 2>&1)
       awk -v mode="$mode" '$1 == "cuda:0" && $2 == mode { print $5; exit }' <<<"$out"
     else
       [ "$amp" = none ] || { echo "compare.sh: bench_resnet_train has no CPU bf16 row" >&2; return; }
@@ -65,7 +70,8 @@ ours() {
   else
     if [ "$device" = cuda ]; then
       mode=$([ "$amp" = f16 ] && echo f16-amp || echo f32)
-      out=$("$B/benchmarks/bench_yolo_train" --gpu-only --models "$m" --batch "$b" --steps "$s" 2>&1)
+      out=$("$B/benchmarks/bench_yolo_train" --gpu-only --models "$m" --batch "$b" --steps "$s" \
+        --gpu-modes "${mode%-amp}" 2>&1)
     else
       mode=$([ "$amp" = bf16 ] && echo bf16-amp || echo f32)
       out=$("$B/benchmarks/bench_yolo_train" --cpu-only --models "$m" --cpu-batch "$b" --cpu-steps "$s" \

@@ -229,6 +229,11 @@ def main():
     size = a.size or (224 if is_resnet else 416)
     dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
+    if dev.type == "cuda":
+        # ours: f32 convolutions and GEMMs without TF32, cuDNN algorithms chosen by timing
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     model = build(a.model).to(dev).train()
     nparams = sum(p.numel() for p in model.parameters())
@@ -244,7 +249,11 @@ def main():
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.937, nesterov=True, weight_decay=5e-4)
         loss_fn = lambda out: 1e-3 * out.float().square().mean()
     amp_dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(a.amp)
-    scaler = torch.cuda.amp.GradScaler(enabled=a.amp == "f16" and dev.type == "cuda")
+    use_scaler = a.amp == "f16" and dev.type == "cuda"
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    else:
+        scaler = torch.cuda.amp.GradScaler(enabled=use_scaler)
 
     def step():
         opt.zero_grad(set_to_none=True)
