@@ -5,7 +5,7 @@
 // --layers yolov3-tiny: YOLOv3-tiny-416's convolutions instead (benchmarks/torch_twin/conv_layers.py
 // times PyTorch's on the same shapes).
 // Usage: bench_conv [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N]
-//        [--layers resnet50|yolov3-tiny]
+//        [--layers resnet50|yolov3-tiny] [--im2col]   (--im2col: no direct CPU path, Note [CPU direct convolution])
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu/conv_path.h"
 #include "core/cuda_api.h"
 #include "core/cudnn_config.h"
 #include "core/gemm_config.h"
@@ -266,6 +267,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--gpu-batch") && i + 1 < argc) gpu_batch = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--cpu-only")) gpu = false;
     else if (!std::strcmp(argv[i], "--gpu-only")) cpu = false;
+    else if (!std::strcmp(argv[i], "--im2col")) cpu::set_conv_path(cpu::ConvPath::Im2col);
     else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc && !std::strcmp(argv[i + 1], "yolov3-tiny")) {
       kLayers = kTinyLayers;
       kLayerSet = "YOLOv3-tiny-416";
@@ -274,7 +276,7 @@ int main(int argc, char** argv) {
       ++i;
     } else {
       std::fprintf(stderr, "usage: %s [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N] "
-                   "[--layers resnet50|yolov3-tiny]\n", argv[0]);
+                   "[--layers resnet50|yolov3-tiny] [--im2col]\n", argv[0]);
       return 2;
     }
   }

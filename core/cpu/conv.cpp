@@ -10,6 +10,9 @@
 #include <type_traits>
 #include <vector>
 
+#include <atomic>
+
+#include "core/cpu/conv_path.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/sgemm.h"
 #include "core/kernels.h"
@@ -542,6 +545,101 @@ void planes_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, 
 int gemm_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
 int64_t cols_of(const Geom& g, const Block& b) { return (b.n1 - b.n0) * b.rows() * g.Wo; }
 
+// Note [CPU direct convolution]
+// A stride-1 convolution needs no column matrix at all: on a zero-padded copy of the image
+// (Hp x Wp per channel), output position (oh, ow) of tap (c, i, j) reads xpad[c, oh + i dh, ow + j dw],
+// so if the outputs are computed on the padded width (column q = oh * Wp + ow, ow < Wp), row
+// (c, i, j) of the column matrix is the padded image itself shifted by c Hp Wp + i dh Wp + j dw:
+// the GEMM reads it in place (sgemm_offsets), no im2col and no packing of B. The Wp - Wo extra
+// columns of each output row are computed and dropped when the result is copied into y, so the
+// path is taken for rows of at least kDirectMinWo outputs (at most ~8% extra for a 3x3 kernel).
+// The input gradient of a stride-1 convolution is one too (transposed_geom). The weight gradient
+// stays on the column-matrix path: read in place, its transposed B (Ho Wp, K) was slower than the
+// blocked im2col (YOLOv3-tiny's 416 and 208 layers 1.3x slower, the others even).
+constexpr int64_t kDirectMinWo = 24;
+std::atomic<cpu::ConvPath> g_conv_path{cpu::ConvPath::Auto};
+bool direct_fits(const Geom& g) {
+  return g_conv_path.load(std::memory_order_relaxed) == cpu::ConvPath::Auto && g.sh == 1 && g.sw == 1 &&
+         g.Wo >= kDirectMinWo;
+}
+
+// The padded planes of one image's group and the row offsets of its column matrix.
+struct PaddedImage {
+  int64_t Hp, Wp, plane;
+  std::vector<int64_t> off;  // (K): row (c, i, j) at c plane + i dh Wp + j dw
+  std::vector<float> buf;    // (Cg, Hp, Wp) + slack, borders zero
+  explicit PaddedImage(const Geom& g)
+      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp), off(static_cast<size_t>(g.K)) {
+    for (Tap t(g, 0); t.c < g.Cg; t.next(g)) {
+      off[static_cast<size_t>((t.c * g.kh + t.i) * g.kw + t.j)] = t.c * plane + t.i * g.dh * Wp + t.j * g.dw;
+    }
+    // reads reach (kw - 1) dw + NR - 1 past the last plane's end (sgemm_offsets)
+    buf.assign(static_cast<size_t>(g.Cg * plane + (g.kw - 1) * g.dw + cpu::kSgemmNR), 0.f);
+  }
+  // Copies planes (Cg, H, W) into the interior; the borders stay zero.
+  void fill(const float* planes, const Geom& g, bool par) {
+    for_channels(g.Cg, par, g.H * g.W, [&](int64_t c) {
+      for (int64_t h = 0; h < g.H; ++h) {
+        std::memcpy(buf.data() + c * plane + (h + g.ph) * Wp + g.pw, planes + (c * g.H + h) * g.W,
+                    static_cast<size_t>(g.W) * sizeof(float));
+      }
+    });
+  }
+};
+
+// y (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, Cg, kh, kw)) + bias on the direct path.
+void direct_fwd(float* yp, const float* xp, const float* wp, const float* bp, const Geom& g) {
+  const int nt = gemm_threads();
+  PaddedImage pad(g);
+  const int64_t Q = g.Ho * pad.Wp;  // output columns on the padded width
+  std::vector<float> tmp(static_cast<size_t>(g.Og * Q));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      pad.fill(xp + (n * g.C + gi * g.Cg) * g.H * g.W, g, nt > 1);
+      cpu::sgemm_offsets(g.Og, Q, g.K, 1.f, cpu::MatRef{wp + gi * g.Og * g.K, g.K, 1}, pad.buf.data(), pad.off.data(),
+                         0.f, tmp.data(), Q, nt);
+      cpu::parallel_for(g.Og, std::max<int64_t>(1, cpu::kGrain / g.P), [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; ++o) {
+          const float bv = bp ? bp[gi * g.Og + o] : 0.f;
+          float* dst = yp + (n * g.O + gi * g.Og + o) * g.P;
+          for (int64_t oh = 0; oh < g.Ho; ++oh) {
+            const float* src = tmp.data() + o * Q + oh * pad.Wp;
+            for (int64_t ow = 0; ow < g.Wo; ++ow) dst[oh * g.Wo + ow] = src[ow] + bv;
+          }
+        }
+      });
+    }
+  }
+}
+
+// The input gradient of a stride-1 convolution is itself a stride-1 convolution of gy with the
+// kernel flipped and its channel axes swapped, padded by dilation (k - 1) - padding: the geometry
+// of that convolution, when it can take the direct path.
+bool transposed_geom(const Geom& g, Geom* t) {
+  const int64_t qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw;
+  if (g.sh != 1 || g.sw != 1 || qh < 0 || qw < 0) return false;
+  ConvParams p;
+  p.padding[0] = qh, p.padding[1] = qw, p.dilation[0] = g.dh, p.dilation[1] = g.dw, p.groups = g.G;
+  *t = make_geom({g.N, g.O, g.Ho, g.Wo}, {g.C, g.Og, g.kh, g.kw}, {g.N, g.C, g.H, g.W}, p);
+  return direct_fits(*t);
+}
+
+// gx = conv(gy, w flipped and transposed per group) on the direct path (transposed_geom).
+void direct_bwd_input(float* gxp, const float* gyp, const float* wp, const Geom& g, const Geom& t) {
+  std::vector<float> wt(static_cast<size_t>(g.O * g.K));  // (C, Og, kh, kw)
+  const int64_t kk = g.kh * g.kw;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    for (int64_t o = 0; o < g.Og; ++o) {
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const float* src = wp + ((gi * g.Og + o) * g.Cg + c) * kk;
+        float* dst = wt.data() + ((gi * g.Cg + c) * g.Og + o) * kk;
+        for (int64_t r = 0; r < kk; ++r) dst[r] = src[kk - 1 - r];
+      }
+    }
+  }
+  direct_fwd(gxp, gyp, wt.data(), nullptr, t);
+}
+
 void conv_fwd_f32(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Geom& g) {
   const float* xp = x.data<float>();
   const float* wp = w.data<float>();
@@ -712,11 +810,18 @@ void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
 
 }  // namespace
 
+void cpu::set_conv_path(ConvPath p) { g_conv_path.store(p, std::memory_order_relaxed); }
+cpu::ConvPath cpu::conv_path() { return g_conv_path.load(std::memory_order_relaxed); }
+
 void conv2d_cpu(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvParams& p) {
   check_contiguous("conv2d", {&y, &x, &w, &bias});
   const Geom g = make_geom(x.sizes(), w.sizes(), y.sizes(), p);
   if (y.numel() == 0) return;
-  if (x.dtype() == DType::f32 && cpu::sgemm_available()) return conv_fwd_f32(y, x, w, bias, g);
+  if (x.dtype() == DType::f32 && cpu::sgemm_available()) {
+    if (!direct_fits(g)) return conv_fwd_f32(y, x, w, bias, g);
+    return direct_fwd(y.data<float>(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                      g);
+  }
   RG_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] { conv_fwd<scalar_t>(y, x, w, bias, g); });
 }
 
@@ -728,7 +833,11 @@ void conv2d_bwd_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor& w, c
     fill_cpu(gx, 0.0);
     return;
   }
-  if (gx.dtype() == DType::f32 && cpu::sgemm_available()) return conv_bwd_input_f32(gx, gy, w, g);
+  if (gx.dtype() == DType::f32 && cpu::sgemm_available()) {
+    Geom t;
+    if (!transposed_geom(g, &t)) return conv_bwd_input_f32(gx, gy, w, g);
+    return direct_bwd_input(gx.data<float>(), gy.data<float>(), w.data<float>(), g, t);
+  }
   RG_DISPATCH_FLOAT(gx.dtype(), "conv2d_bwd_input", [&] { conv_bwd_input<scalar_t>(gx, gy, w, g); });
 }
 

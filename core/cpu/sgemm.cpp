@@ -35,6 +35,15 @@ namespace rg::cpu {
 
 namespace {
 
+// K == 0: an empty sum, c = beta * c (zeros for beta == 0, whatever c held).
+#define RG_SGEMM_EMPTY_SUM                                                                           \
+  if (K <= 0) {                                                                                      \
+    for (int64_t i = 0; i < M; ++i) {                                                                \
+      for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];    \
+    }                                                                                                \
+    return;                                                                                          \
+  }
+
 constexpr int64_t kMR = 8, kNR = kSgemmNR;
 constexpr int64_t kKC = 256;      // depth of a panel: A panel 8 KiB, B panel 48 KiB
 constexpr int64_t kMC = 128;      // rows of A packed at once
@@ -55,15 +64,29 @@ struct Scratch {
 };
 thread_local Scratch tl_a, tl_b;
 
+// B rows for the micro-kernel: a packed panel (row k at b + k * 48), or rows of a matrix read in
+// place (row k at base + off[k], sgemm_offsets).
+struct PanelRows {
+  const float* b;
+  const float* row(int64_t k) const { return b + k * kNR; }
+};
+struct OffsetRows {
+  const float* base;
+  const int64_t* off;
+  const float* row(int64_t k) const { return base + off[k]; }
+};
+
 #if defined(__AVX512F__)
-// c (m <= 8 rows, n <= 48 columns, row stride ldc) = alpha * (a panel (kc x 8) @ b panel (kc x 48)) + beta * c.
-void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int64_t m,
-                  int64_t n, float alpha, float beta) {
+// c (m <= 8 rows, n <= 48 columns, row stride ldc) = alpha * (a panel (kc x 8) @ b rows (kc x 48)) + beta * c.
+template <typename Rows>
+void micro_kernel(int64_t kc, const float* __restrict a, Rows b, float* c, int64_t ldc, int64_t m, int64_t n,
+                  float alpha, float beta) {
   __m512 acc[kMR][3];
 #pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+    const float* bk = b.row(k);
+    const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), b2 = _mm512_loadu_ps(bk + 32);
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
@@ -72,7 +95,6 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
       acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
     }
     a += kMR;
-    b += kNR;
   }
   auto mask_of = [&](int64_t v) -> __mmask16 {
     const int64_t left = n - 16 * v;
@@ -91,13 +113,15 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
   }
 }
 #else
-void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int64_t m,
-                  int64_t n, float alpha, float beta) {
+template <typename Rows>
+void micro_kernel(int64_t kc, const float* __restrict a, Rows b, float* c, int64_t ldc, int64_t m, int64_t n,
+                  float alpha, float beta) {
   float acc[kMR][kNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = b.row(k);
     for (int r = 0; r < kMR; ++r) {
       const float ar = a[k * kMR + r];
-      for (int j = 0; j < kNR; ++j) acc[r][j] += ar * b[k * kNR + j];
+      for (int j = 0; j < kNR; ++j) acc[r][j] += ar * bk[j];
     }
   }
   for (int64_t r = 0; r < m; ++r) {
@@ -160,7 +184,7 @@ void pack_a(const MatRef& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, flo
 }
 
 // One B panel (kc x 48, zero past `cols`) from a matrix whose columns are contiguous: column j of
-// the panel is src[j * ld + 0 .. kc). 16 x 16 blocks are transposed in registers.
+// the panel is col(j)[0 .. kc). 16 x 16 blocks are transposed in registers.
 #if defined(__AVX512F__)
 inline void transpose16(__m512 r[16]) {
   __m512 t[16];
@@ -189,7 +213,8 @@ inline void transpose16(__m512 r[16]) {
     r[12 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0xdd);
   }
 }
-void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, float* dst) {
+template <typename Col>
+void pack_transposed(Col col, int64_t kc, int64_t cols, float* dst) {
   for (int64_t jb = 0; jb < kNR; jb += 16) {
     const int64_t jn = std::clamp<int64_t>(cols - jb, 0, 16);
     for (int64_t kb = 0; kb < kc; kb += 16) {
@@ -197,7 +222,7 @@ void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, flo
       const __mmask16 km = kn == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kn) - 1);
       __m512 r[16];
       for (int64_t j = 0; j < 16; ++j) {
-        r[j] = j < jn ? _mm512_maskz_loadu_ps(km, src + (jb + j) * ld + kb) : _mm512_setzero_ps();
+        r[j] = j < jn ? _mm512_maskz_loadu_ps(km, col(jb + j) + kb) : _mm512_setzero_ps();
       }
       transpose16(r);
       for (int64_t k = 0; k < kn; ++k) _mm512_storeu_ps(dst + (kb + k) * kNR + jb, r[k]);
@@ -205,9 +230,10 @@ void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, flo
   }
 }
 #else
-void pack_transposed(const float* src, int64_t ld, int64_t kc, int64_t cols, float* dst) {
+template <typename Col>
+void pack_transposed(Col col, int64_t kc, int64_t cols, float* dst) {
   for (int64_t k = 0; k < kc; ++k) {
-    for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < cols ? src[j * ld + k] : 0.f;
+    for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < cols ? col(j)[k] : 0.f;
   }
 }
 #endif
@@ -216,16 +242,31 @@ void pack_b_strided(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t
   sgemm_pack_strided(*static_cast<const MatRef*>(ctx), k0, kc, j0, nc, dst);
 }
 
-// One thread's share: c (M, N) for B rows [kb, kb + K) and columns [jb, jb + N) of the packer's matrix.
-void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, int64_t kb,
-                  int64_t jb, float beta, float* c, int64_t ldc) {
+// Where a thread's B rows come from: panels it packs itself per (column block, depth slice), or
+// the matrix in place (sgemm_offsets).
+struct PackedSource {
+  const PackB& pack;
+  float* buf;
+  void prepare(int64_t k0, int64_t kc, int64_t j0, int64_t nc) { pack.pack(pack.ctx, k0, kc, j0, nc, buf); }
+  PanelRows rows(int64_t /*k0*/, int64_t kc, int64_t /*j0*/, int64_t jr) const { return {buf + jr * kc}; }
+};
+struct OffsetSource {
+  const float* base;
+  const int64_t* off;
+  void prepare(int64_t, int64_t, int64_t, int64_t) {}
+  OffsetRows rows(int64_t k0, int64_t /*kc*/, int64_t j0, int64_t jr) const { return {base + j0 + jr, off + k0}; }
+};
+
+// One thread's share: c (M, N) for B rows [kb, kb + K) and columns [jb, jb + N) of the source.
+template <typename Source>
+void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, Source& b, int64_t kb, int64_t jb,
+                  float beta, float* c, int64_t ldc) {
   float* abuf = tl_a.get(static_cast<size_t>(kMC * kKC));
-  float* bbuf = tl_b.get(static_cast<size_t>(kKC * kNC));
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = std::min(kNC, N - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
-      b.pack(b.ctx, kb + pc, kc, jb + jc, nc, bbuf);
+      b.prepare(kb + pc, kc, jb + jc, nc);
       const float bp = pc == 0 ? beta : 1.f;
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
@@ -234,13 +275,18 @@ void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a,
           const float* ap = abuf + ir * kc;
           float* crow = c + (ic + ir) * ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += kNR) {
-            micro_kernel(kc, ap, bbuf + jr * kc, crow + jr, ldc, std::min(kMR, mc - ir), std::min(kNR, nc - jr),
-                         alpha, bp);
+            micro_kernel(kc, ap, b.rows(kb + pc, kc, jb + jc, jr), crow + jr, ldc, std::min(kMR, mc - ir),
+                         std::min(kNR, nc - jr), alpha, bp);
           }
         }
       }
     }
   }
+}
+void sgemm_serial(int64_t M, int64_t N, int64_t K, float alpha, const MatRef& a, const PackB& b, int64_t kb,
+                  int64_t jb, float beta, float* c, int64_t ldc) {
+  PackedSource src{b, tl_b.get(static_cast<size_t>(kKC * kNC))};
+  sgemm_serial(M, N, K, alpha, a, src, kb, jb, beta, c, ldc);
 }
 
 // How several threads share one product (Note [CPU f32 GEMM]): split M (every thread packs all of
@@ -311,7 +357,7 @@ void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int
         zero_short(d + cols, kNR - cols);
       }
     } else if (b.rs == 1) {  // columns of B are contiguous (a transposed operand)
-      pack_transposed(base, b.cs, kc, cols, dst);
+      pack_transposed([&](int64_t j) { return base + j * b.cs; }, kc, cols, dst);
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < cols ? base[k * b.rs + j * b.cs] : 0.f;
@@ -323,12 +369,7 @@ void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& b, float beta, float* c, int64_t ldc,
            int threads) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  // an empty sum
-    for (int64_t i = 0; i < M; ++i) {
-      for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
-    }
-    return;
-  }
+  RG_SGEMM_EMPTY_SUM
   int nt = std::max(1, threads);
   if (static_cast<double>(M) * N * K < 64.0 * 64 * 64) nt = 1;
   const Split sp = nt > 1 ? choose_split(M, N, K, nt) : Split{'-', 1};
@@ -358,6 +399,36 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& 
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, MatRef b, float beta, float* c, int64_t ldc,
            int threads) {
   sgemm(M, N, K, alpha, a, PackB{&b, &pack_b_strided}, beta, c, ldc, threads);
+}
+
+void sgemm_offsets(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const float* base, const int64_t* off,
+                   float beta, float* c, int64_t ldc, int threads) {
+  if (M <= 0 || N <= 0) return;
+  RG_SGEMM_EMPTY_SUM
+  const int64_t mt = (M + kMR - 1) / kMR, ntl = (N + kNR - 1) / kNR;
+  int nt = std::max(1, threads);
+  if (static_cast<double>(M) * N * K < 64.0 * 64 * 64) nt = 1;
+  // B is read in place, so no split copies it; split N when it has enough tiles, else M.
+  const bool split_n = ntl >= 2 * nt || ntl >= mt;
+  const int64_t parts = std::min<int64_t>(nt, split_n ? ntl : mt);
+  if (parts <= 1) {
+    OffsetSource src{base, off};
+    sgemm_serial(M, N, K, alpha, a, src, 0, 0, beta, c, ldc);
+    return;
+  }
+  const int64_t tiles = split_n ? ntl : mt;
+#pragma omp parallel for schedule(static, 1) num_threads(parts)
+  for (int64_t t = 0; t < parts; ++t) {
+    OffsetSource src{base, off};
+    const int64_t t0 = tiles * t / parts, t1 = tiles * (t + 1) / parts;
+    if (split_n) {
+      const int64_t j0 = t0 * kNR, j1 = std::min(N, t1 * kNR);
+      if (j1 > j0) sgemm_serial(M, j1 - j0, K, alpha, a, src, 0, j0, beta, c + j0, ldc);
+    } else {
+      const int64_t i0 = t0 * kMR, i1 = std::min(M, t1 * kMR);
+      if (i1 > i0) sgemm_serial(i1 - i0, N, K, alpha, MatRef{a.p + i0 * a.rs, a.rs, a.cs}, src, 0, 0, beta, c + i0 * ldc, ldc);
+    }
+  }
 }
 
 }  // namespace rg::cpu

@@ -39,6 +39,11 @@ void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, MatRef b, flo
 // The same with B produced by a packer (for B matrices that are never materialised).
 void sgemm(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const PackB& b, float beta, float* c, int64_t ldc,
            int threads);
+// The same with B read in place, row k at base + off[k] (B[k, j] = base[off[k] + j]): for a
+// convolution, the rows of the column matrix are shifted windows of one zero-padded image. Reads
+// base[off[k] + j] for j up to N rounded up to kSgemmNR (those past N feed only discarded columns).
+void sgemm_offsets(int64_t M, int64_t N, int64_t K, float alpha, MatRef a, const float* base, const int64_t* off,
+                   float beta, float* c, int64_t ldc, int threads);
 // The packer of a strided B, exposed for tests and for packers that fall back to it.
 void sgemm_pack_strided(const MatRef& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 

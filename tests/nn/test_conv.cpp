@@ -9,6 +9,7 @@
 
 #include "autograd/ag_util.h"
 #include "autograd/autocast.h"
+#include "core/cpu/conv_path.h"
 #include "nn/functional.h"
 
 using namespace rg;
@@ -154,6 +155,9 @@ std::vector<ConvCase> kernel_cases() {
   cs.push_back({2, 40, 6, 7, 130, 3, 3, 1, 1, 1, 1});                          // K 360, O 130: past sgemm's KC, MC
   cs.push_back({3, 5, 9, 61, 7, 3, 3, 1, 2, 1, 1, 1, 2});                      // wide rows, stride/dilation (1, 2)
   cs.push_back({1, 9, 7, 5, 4, 1, 1});                                         // 1x1 on one image (read in place)
+  cs.push_back({2, 4, 9, 30, 6, 3, 3, 1, 1, 2, 1, 2, 1, 2});                   // rows >= 24: direct path, groups
+  cs.push_back({1, 3, 5, 40, 4, 2, 5, 1, 1, 0, 2, 1, 2, 1, false});            // direct, non-square, dilation 2
+  cs.push_back({1, 9, 1, 30, 128, 3, 3, 1, 1, 1, 1});                          // direct, one output row: M split
   return cs;
 }
 
@@ -212,6 +216,18 @@ TEST_CASE("conv2d kernels match the direct convolution (f64, f32)") {
     check_case(c, DType::f32, seed);
     seed += 10;
   }
+}
+
+TEST_CASE("conv2d f32: the column-matrix path alone matches the direct convolution too") {
+  // Auto takes the direct path (Note [CPU direct convolution]) where rows have >= 24 outputs; the
+  // im2col path must stay right on those shapes as well.
+  struct Im2colOnly {
+    Im2colOnly() { cpu::set_conv_path(cpu::ConvPath::Im2col); }
+    ~Im2colOnly() { cpu::set_conv_path(cpu::ConvPath::Auto); }
+  } guard;
+  uint64_t seed = 700;
+  for (const ConvCase& c : kernel_cases()) check_case(c, DType::f32, seed += 10);
+  check_case({1, 16, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 710);
 }
 
 TEST_CASE("conv2d kernels match the direct convolution (f16, bf16)") {
