@@ -136,6 +136,7 @@ class ClassifyTask : public train::Task {
     lo.workers = static_cast<int>(ctx.opts.workers);
     lo.pin_memory = ctx.device.is_cuda();
     lo.seed = static_cast<uint64_t>(ctx.opts.seed);
+    lo.strict_data = ctx.opts.strict_data;  // else a file that fails to load is replaced (Note [Corrupt samples])
     const auto train_sampler = train::make_train_sampler(train_set_->size(), ctx);
     const auto val_sampler = train::make_val_sampler(val_set_->size(), ctx);
     // Batch norm cannot train on a final batch of one sample: drop it in that case only.
