@@ -235,3 +235,107 @@ TEST_CASE("e2e: a truncated JPEG is replaced and named each epoch; a run cut and
   CHECK(code == 1);
   CHECK(contains(read_file(d / "strict.log"), "cannot decode '" + bad + "'"));
 }
+
+// Issue 12 item 7: every numeric option of every command rejects a value outside its domain, and a
+// path that does not exist is an error naming it; the message names the option (or the path) and
+// the command exits 1 at once, having written nothing. The classifier's full list of 28 numeric
+// options is checked through the API in tests/train/test_options.cpp; here its command line.
+TEST_CASE("e2e: every command's numeric options reject out-of-domain values, and missing paths are named") {
+  TempDir d;
+  const std::string cfg = "yolov3-tiny.cfg";  // bundled
+  const std::string out = d / "out";
+  struct Row {
+    std::vector<std::string> args;
+    std::string message;  // in the error
+  };
+  const std::vector<std::string> tc = {"train-classifier", "--out", out, "--no-make-data", "--data", d / "none"};
+  const std::vector<std::string> mc = {"make-data", "classify", "--out", out}, md = {"make-data", "detect", "--out", out};
+  const std::vector<std::string> bd = {"bench", "dp-vs-ddp", "--out", out}, mo = {"model", "--cfg", cfg};
+  const std::vector<std::string> la = {"launch", "--log-dir", out};
+  const std::vector<Row> rows = {
+      {plus(tc, {"--lr", "-1"}), "Invalid learning rate: -1"},
+      {plus(tc, {"--epochs", "0"}), "--epochs"},
+      {plus(tc, {"--batch-size", "0"}), "--batch-size"},
+      {plus(tc, {"--momentum", "1.5"}), "--momentum"},
+      {plus(tc, {"--weight-decay", "-0.1"}), "weight_decay"},
+      {plus(tc, {"--workers", "-1"}), "--workers"},
+      {plus(tc, {"--save-period-steps", "-1"}), "--save-period-steps"},
+      {plus(tc, {"--save-period-min", "-1"}), "--save-period-min"},
+      {plus(tc, {"--nan-max-skips", "0"}), "--nan-max-skips"},
+      {plus(tc, {"--nan-policy", "ignore"}), "--nan-policy"},
+      {plus(tc, {"--ema-decay", "1.5"}), "--ema-decay"},
+      {plus(tc, {"--accumulate", "-1"}), "--accumulate"},
+      {{"train-classifier", "--out", out, "--data", d / "typo_dir"}, "no dataset at '" + d / "typo_dir" + "'"},
+      {{"train-classifier", "--out", out, "--resume", d / "no.safetensors"}, d / "no.safetensors"},
+      {{"train", "--task", "classify", "--out", out, "--lr", "-1"}, "Invalid learning rate: -1"},
+      {plus(mc, {"--classes", "1"}), "--classes"},
+      {plus(mc, {"--train-per-class", "0"}), "--train-per-class"},
+      {plus(mc, {"--val-per-class", "-1"}), "--val-per-class"},
+      {plus(mc, {"--size", "7"}), "--size"},
+      {plus(mc, {"--seed", "-1"}), "--seed"},
+      {plus(mc, {"--format", "gif"}), "--format"},
+      {plus(md, {"--classes", "0"}), "--classes"},
+      {plus(md, {"--train", "0"}), "--train"},
+      {plus(md, {"--val", "-1"}), "--val"},
+      {plus(md, {"--min-size", "16"}), "--min-size"},
+      {plus(md, {"--max-size", "5000"}), "--max-size"},
+      {plus(md, {"--max-aspect", "0.5"}), "--max-aspect"},
+      {plus(md, {"--min-objects", "-1"}), "--min-objects"},
+      {plus(md, {"--max-objects", "65"}), "--max-objects"},
+      {plus(md, {"--min-object", "0"}), "--min-object"},
+      {plus(md, {"--max-object", "1.5"}), "--max-object"},
+      {plus(md, {"--quality", "101"}), "--quality"},
+      {plus(md, {"--seed", "-1"}), "--seed"},
+      {plus(md, {"--show", "-1"}), "--show"},
+      {plus(md, {"--img", "100"}), "--img"},
+      {plus(md, {"--batch", "0"}), "--batch"},
+      {plus(la, {"--nproc-per-node", "0", "--", "true"}), "--nproc-per-node"},
+      {plus(la, {"--nnodes", "0", "--", "true"}), "--nnodes must be >= 1"},
+      {plus(la, {"--node-rank", "1", "--", "true"}), "--node-rank"},
+      {plus(la, {"--master-port", "70000", "--", "true"}), "--master-port"},
+      {plus(la, {"--max-restarts", "-1", "--", "true"}), "--max-restarts"},
+      {plus(la, {"--preempt-grace", "-1", "--", "true"}), "--preempt-grace"},
+      {plus(la, {"--collective-timeout", "0", "--", "true"}), "--collective-timeout"},
+      {plus(la, {"--rdzv-timeout", "0", "--", "true"}), "--rdzv-timeout"},
+      {plus(la, {"--backend", "mpi", "--", "true"}), "--backend"},
+      {plus(bd, {"--width", "0"}), "--width"},
+      {plus(bd, {"--num-classes", "1"}), "--num-classes"},
+      {plus(bd, {"--image-size", "0"}), "--image-size"},
+      {plus(bd, {"--batch-per-replica", "0"}), "--batch-per-replica"},
+      {plus(bd, {"--steps", "0"}), "--steps"},
+      {plus(bd, {"--warmup", "-1"}), "--warmup"},
+      {plus(bd, {"--replicas", "0"}), "--replicas"},
+      {plus(bd, {"--link-bw-gbs", "0"}), "--link-bw-gbs"},
+      {plus(bd, {"--alpha-us", "-1"}), "--alpha-us"},
+      {plus(bd, {"--threads-per-replica", "0"}), "--threads-per-replica"},
+      {plus(bd, {"--dp-caller-threads", "-1"}), "--dp-caller-threads"},
+      {plus(bd, {"--seed", "-1"}), "--seed"},
+      {plus(bd, {"--repeats", "0"}), "--repeats"},
+      {plus(bd, {"--model", "resnet7"}), "--model"},
+      {plus(bd, {"--amp", "f8"}), "--amp"},
+      {plus(mo, {"--img", "33"}), "--img"},
+      {plus(mo, {"--classes", "0"}), "--classes"},
+      {plus(mo, {"--cutoff", "-5"}), "--cutoff"},
+      {plus(mo, {"--seed", "-1"}), "--seed"},
+      {plus(mo, {"--device", "tpu"}), "'tpu'"},
+      {plus(mo, {"--weights", d / "no.weights"}), d / "no.weights"},
+      {plus(mo, {"--input", d / "no.safetensors", "--save-outputs", out}), d / "no.safetensors"},
+      {{"model", "--cfg", d / "no.cfg"}, "darknet cfg '" + d / "no.cfg" + "' not found"},
+      {{"demo-mlp", "--steps", "-5"}, "--steps"},
+      {{"demo-mlp", "--steps", "many"}, "--steps"},
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const Row& r : rows) {
+    std::string line;
+    for (const auto& a : r.args) line += a + " ";
+    CAPTURE(line);
+    const std::string log = d / "opt.log";
+    const int code = wait_exit(start(ringgrad(r.args), {}, log), std::chrono::seconds(30));
+    const std::string msg = read_file(log);
+    CHECK_MESSAGE(code == 1, msg);
+    CHECK_MESSAGE(contains(msg, "error: "), msg);
+    CHECK_MESSAGE(contains(msg, r.message), msg);
+    CHECK_FALSE(fs::exists(out));  // nothing generated, trained or benchmarked
+  }
+  MESSAGE(rows.size(), " bad command lines, ", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s");
+}
