@@ -336,6 +336,7 @@ TEST_CASE("e2e: every command's numeric options reject out-of-domain values, and
     CHECK_MESSAGE(contains(msg, "error: "), msg);
     CHECK_MESSAGE(contains(msg, r.message), msg);
     CHECK_FALSE(fs::exists(out));  // nothing generated, trained or benchmarked
+    fs::remove_all(out);
   }
   MESSAGE(rows.size(), " bad command lines, ", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s");
 }
