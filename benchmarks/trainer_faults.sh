@@ -50,7 +50,7 @@ for i in $(seq 1 "$TERM_N"); do
   "$RG" launch --nproc-per-node 2 --log-dir "$W/logs_t" -- "$RG" $(train "$W/t" --resume auto --epochs 6) > "$W/t.log" 2>&1 &
   pid=$!
   until grep -q "epoch 1/6 \[" "$W/logs_t/rank_0.log" 2>/dev/null; do sleep 0.01; done
-  sleep "0.$((RANDOM % 100))"
+  sleep "0.0$((RANDOM % 10))"  # 0-90 ms: the 6 epochs take about 0.5 s
   kill -TERM $pid; wait $pid; code=$?
   saved=$(python3 -c "import json,struct,sys;b=open(sys.argv[1],'rb').read();n=struct.unpack('<Q',b[:8])[0];print(json.loads(json.loads(b[8:8+n])['__metadata__']['trainer'])['global_step'])" "$W/t/last.safetensors")
   done_steps=$(grep -oE "epoch [0-9]+/6 \[[^]]*\] [0-9]+/4" "$W/logs_t/rank_0.log" | sed -E 's#epoch ([0-9]+)/6 .* ([0-9]+)/4#\1 \2#' | awk '{s=($1-1)*4+$2; if(s>m)m=s} END{print m+0}')
