@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "apps/arg_utils.h"
@@ -122,6 +123,16 @@ Config parse_config(const Args& args) {
   c.seed = static_cast<uint64_t>(parse_int(args, "--seed", 0));
   c.repeats = static_cast<int>(parse_int(args, "--repeats", c.repeats));
   c.quiet = has_flag(args, "--quiet");
+  // A value given on the command line must be in its domain: only an absent one takes the default.
+  for (const auto& [name, lo] : std::vector<std::pair<const char*, int64_t>>{
+           {"--width", 1}, {"--num-classes", 2}, {"--image-size", 8}, {"--batch-per-replica", 1}, {"--steps", 1},
+           {"--warmup", 0}, {"--threads-per-replica", 1}, {"--dp-caller-threads", 0}, {"--seed", 0}, {"--repeats", 1}}) {
+    const int64_t v = parse_int(args, name, lo);
+    RG_CHECK(v >= lo, "bench dp-vs-ddp: ", name, " must be >= ", lo, ", got ", v);
+  }
+  RG_CHECK(c.model == "resnet18" || c.model == "resnet34" || c.model == "resnet50" || c.model == "resnet101" ||
+               c.model == "resnet152",
+           "bench dp-vs-ddp: --model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '", c.model, "'");
   c.resolve_defaults();
   RG_CHECK(c.image_size >= 8 && c.batch >= 1 && c.steps >= 1 && c.warmup >= 0 && c.width >= 1 &&
                c.num_classes >= 2 && c.threads >= 1 && c.alpha_us >= 0 && c.repeats >= 1,

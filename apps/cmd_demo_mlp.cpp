@@ -3,16 +3,24 @@
 #include <cmath>
 #include <cstdio>
 
+#include "apps/arg_utils.h"
 #include "apps/commands.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "core/error.h"
 #include "core/random.h"
 
 namespace rg::app {
 
 int cmd_demo_mlp(const Args& args) {
-  const Device dev = Device::parse(get_opt(args, "--device", "cpu"));
-  const int steps = std::stoi(get_opt(args, "--steps", "300"));
+  if (has_flag(args, "-h") || has_flag(args, "--help")) {
+    std::printf("usage: ringgrad demo-mlp [--steps N (default 300)] [--device cpu|cuda[:N]]\n");
+    return 0;
+  }
+  check_known_flags(args, {"--device", "--steps"}, {}, "demo-mlp");
+  const Device dev = Device::parse(last_opt(args, "--device", "cpu"));
+  const int64_t steps = parse_int(args, "--steps", 300);
+  RG_CHECK(steps >= 0 && steps <= 1000000, "demo-mlp: --steps must be in 0..1000000, got ", steps);
   const int64_t n = 512, classes = 3, hidden = 64;
   manual_seed(0);
 
@@ -35,7 +43,7 @@ int cmd_demo_mlp(const Args& args) {
   std::vector<Tensor*> params = {&w1, &b1, &w2, &b2};
   const double lr = 0.1;
 
-  for (int step = 0; step <= steps; ++step) {
+  for (int64_t step = 0; step <= steps; ++step) {
     const Tensor logits = add(matmul(relu(add(matmul(x, w1), b1)), w2), b2);  // (n, classes)
     const Tensor logp = log_softmax(logits, 1);
     const Tensor picked = gather(logp, 1, native::unsqueeze(labels, 1));     // (n, 1)
@@ -49,7 +57,7 @@ int cmd_demo_mlp(const Args& args) {
     if (step % 50 == 0) {
       const Tensor pred = argmax(logits, 1);
       const double acc = native::mean(native::to(eq(pred, labels), dev, DType::f32)).item();
-      std::printf("step %4d  loss %.4f  accuracy %.3f\n", step, loss.item(), acc);
+      std::printf("step %4lld  loss %.4f  accuracy %.3f\n", static_cast<long long>(step), loss.item(), acc);
     }
   }
   return 0;

@@ -115,6 +115,9 @@ int cmd_launch(const Args& args) {
     launch_usage();
     return 2;
   }
+  RG_CHECK(o.nnodes >= 1, "ringgrad launch: --nnodes must be >= 1, got ", o.nnodes);
+  RG_CHECK(o.master_port >= 0 && o.master_port <= 65535, "ringgrad launch: --master-port must be in 0..65535 (0: a free "
+           "port, one node only), got ", o.master_port);
   RG_CHECK(o.nnodes == 1 || addr_given, "ringgrad launch: --master-addr is required with --nnodes ", o.nnodes,
            " (the host of rank 0, reachable from every node)");
   o.program = args[i];

@@ -36,6 +36,13 @@ void make_data_usage() {
       "already there.\n");
 }
 
+// --seed: an integer >= 0 (default 0).
+int64_t seed_opt(const Args& rest, const char* command) {
+  const int64_t seed = parse_int(rest, "--seed", 0);
+  RG_CHECK(seed >= 0, command, ": --seed must be >= 0, got ", seed);
+  return seed;
+}
+
 int make_classify(const Args& rest) {
   check_known_flags(rest, {"--out", "--classes", "--train-per-class", "--val-per-class", "--size", "--format", "--seed"},
                     {}, "make-data classify");
@@ -47,7 +54,7 @@ int make_classify(const Args& rest) {
   o.val_per_class = parse_int(rest, "--val-per-class", o.val_per_class);
   o.size = parse_int(rest, "--size", o.size);
   o.format = last_opt(rest, "--format", o.format);
-  o.seed = static_cast<uint64_t>(parse_int(rest, "--seed", 0));
+  o.seed = static_cast<uint64_t>(seed_opt(rest, "make-data classify"));
   const auto t0 = std::chrono::steady_clock::now();
   const data::MakeDataResult r = data::make_classify_dataset(o, true);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -100,7 +107,7 @@ int make_detect(const Args& rest) {
   o.min_object = parse_double(rest, "--min-object", o.min_object);
   o.max_object = parse_double(rest, "--max-object", o.max_object);
   o.quality = static_cast<int>(parse_int(rest, "--quality", o.quality));
-  o.seed = static_cast<uint64_t>(parse_int(rest, "--seed", 0));
+  o.seed = static_cast<uint64_t>(seed_opt(rest, "make-data detect"));
   const int64_t show = parse_int(rest, "--show", 0), img = parse_int(rest, "--img", 416), batch = parse_int(rest, "--batch", 16);
   RG_CHECK(show >= 0 && img >= 32 && img % 32 == 0 && batch >= 1, "make-data detect: --show must be >= 0, --img a multiple "
            "of 32 (>= 32) and --batch >= 1");

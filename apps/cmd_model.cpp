@@ -2,6 +2,7 @@
 // forward saving each head's raw output, and darknet .weights conversion (load, save, cutoff).
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "apps/arg_utils.h"
@@ -101,6 +102,21 @@ void print_heads(const models::Darknet& m, int64_t h, int64_t w) {
   }
 }
 
+// Every value in its domain and every input file present, before the cfg is parsed and the model built.
+void check_model_options(const Args& args) {
+  const int64_t img = parse_int(args, "--img", 32), classes = parse_int(args, "--classes", 1);
+  const int64_t cutoff = parse_int(args, "--cutoff", 0), seed = parse_int(args, "--seed", 0);
+  RG_CHECK(img >= 32 && img % 32 == 0, "model: --img must be a positive multiple of 32, got ", img);
+  RG_CHECK(classes >= 1, "model: --classes must be >= 1, got ", classes);
+  RG_CHECK(cutoff >= 0, "model: --cutoff must be >= 0, got ", cutoff);
+  RG_CHECK(seed >= 0, "model: --seed must be >= 0, got ", seed);
+  (void)Device::parse(last_opt(args, "--device", "cpu"));
+  for (const char* name : {"--weights", "--input"}) {  // --cfg: a bundled name or a path (find_darknet_cfg)
+    const std::string p = last_opt(args, name, "");
+    RG_CHECK(p.empty() || std::filesystem::is_regular_file(p), "model: ", name, " '", p, "': no such file");
+  }
+}
+
 }  // namespace
 
 int cmd_model(const Args& args) {
@@ -114,6 +130,7 @@ int cmd_model(const Args& args) {
                     {}, "model");
   const std::string cfg_path = last_opt(args, "--cfg", "");
   RG_CHECK(!cfg_path.empty(), "model: --cfg is required");
+  check_model_options(args);
   models::DarknetCfg cfg = models::load_darknet_cfg(cfg_path);
   if (flag_given(args, "--classes")) models::set_num_classes(cfg, parse_int(args, "--classes", 80));
   const int64_t img = parse_int(args, "--img", 0);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/native.h"
 
@@ -128,6 +129,7 @@ void run(GraphTask& task, const std::vector<std::pair<Edge, Tensor>>& starts, bo
     const bool is_leaf_acc = dynamic_cast<AccumulateGrad*>(n) != nullptr;
     if (!is_leaf_acc || accumulate_leaves) {
       outs = n->apply(std::move(grads));
+      if (AnomalyMode::is_enabled()) check_anomaly(*n, outs);  // Note [Anomaly mode]
     }
     if (!task.retain_graph && !is_leaf_acc) {
       n->release_variables();

@@ -1,6 +1,7 @@
 // Node bookkeeping, AccumulateGrad, and SavedVariable.
 #include "autograd/node.h"
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "autograd/saved.h"
 #include "core/native.h"
@@ -10,6 +11,10 @@ namespace rg::autograd {
 uint64_t next_sequence_nr() {
   static std::atomic<uint64_t> n{0};
   return n.fetch_add(1, std::memory_order_relaxed);
+}
+
+Node::Node() : sequence_nr(next_sequence_nr()) {
+  if (AnomalyMode::is_enabled()) forward_trace = capture_forward_trace();
 }
 
 AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> v) : variable(std::move(v)) {

@@ -32,8 +32,10 @@ struct TensorMeta {
 
 uint64_t next_sequence_nr();
 
+struct ForwardTrace;
+
 struct Node : std::enable_shared_from_this<Node> {
-  Node() : sequence_nr(next_sequence_nr()) {}
+  Node();  // records the forward's stack in anomaly mode (Note [Anomaly mode], autograd/anomaly.h)
   virtual ~Node() = default;
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -51,6 +53,7 @@ struct Node : std::enable_shared_from_this<Node> {
   // Hooks on the gradient of forward output `index`, run before apply (Tensor::register_hook).
   std::vector<std::pair<uint32_t, GradHook>> pre_hooks;
   bool released = false;
+  std::shared_ptr<const ForwardTrace> forward_trace;  // anomaly mode only: where the forward ran
 };
 
 // Note [AccumulateGrad hooks]

@@ -29,6 +29,21 @@ std::vector<int64_t> DistributedSamplerAdapter::indices(int64_t epoch) const {
   return s.indices();
 }
 
+// ---- corrupt samples (Note [Corrupt samples])
+int64_t replacement_index(uint64_t seed, int64_t epoch, int64_t index, int attempt, const std::vector<int64_t>& shard) {
+  RG_CHECK(!shard.empty() && attempt >= 1, "replacement_index: empty shard or attempt ", attempt);
+  SampleRng rng(SampleRng::mix(seed ^ 0x636F727275707421ull), static_cast<uint64_t>(epoch), static_cast<uint64_t>(index));
+  const auto n = static_cast<int64_t>(shard.size());
+  int64_t pick = index;
+  for (int a = 0; a < attempt; ++a) {
+    for (int tries = 0; tries < 64; ++tries) {  // another index when the shard has one
+      pick = shard[static_cast<size_t>(rng.randint(0, n))];
+      if (pick != index) break;
+    }
+  }
+  return pick;
+}
+
 // ---- batches
 Tensor empty_host(const Shape& shape, DType dtype, bool pinned, bool round_up) {
   if (!pinned) return empty(shape, dtype);
@@ -68,6 +83,26 @@ Tensor copy_async(const Tensor& host, Device device) {
   return dev;
 }
 
+// Loads sample *idx; when that fails, the replacements of Note [Corrupt samples] until one loads
+// (*idx becomes it), each failure recorded in *corrupt.
+Image load_or_replace(const ClassifyDataset& dataset, const BatchRequest& req, int64_t* idx,
+                      std::vector<CorruptSample>* corrupt) {
+  const int64_t original = *idx;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return dataset.load(*idx);
+    } catch (const SampleLoadError& e) {
+      if (req.strict) throw;
+      RG_CHECK(attempt <= kMaxReplacements, "DataLoader: ", kMaxReplacements, " replacements of sample ", original,
+               " failed to load too; the last: ", e.what());
+      const int64_t next = replacement_index(req.seed, req.epoch, original, attempt,
+                                             req.shard ? *req.shard : req.indices);
+      corrupt->push_back(CorruptSample{*idx, next, e.path(), e.what()});
+      *idx = next;
+    }
+  }
+}
+
 // Classification collation: (B, C, H, W) u8 images and (B) i64 labels from the samples.
 Batch collate_classify(const ClassifyDataset& dataset, const ImageTransform& transform, const BatchRequest& req) {
   const auto n = static_cast<int64_t>(req.indices.size());
@@ -77,9 +112,9 @@ Batch collate_classify(const ClassifyDataset& dataset, const ImageTransform& tra
   int64_t C = 0, H = 0, W = 0;
   uint8_t* dst = nullptr;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t idx = req.indices[static_cast<size_t>(i)];
+    int64_t idx = req.indices[static_cast<size_t>(i)];
+    Image img = load_or_replace(dataset, req, &idx, &out.corrupt);
     SampleRng rng(req.seed, static_cast<uint64_t>(req.epoch), static_cast<uint64_t>(idx));
-    Image img = dataset.load(idx);
     if (transform) img = transform(img, rng);
     if (i == 0) {
       C = img.channels, H = img.height, W = img.width;
@@ -161,7 +196,7 @@ Batch DataLoader::build(const std::vector<int64_t>& order, int64_t epoch, int64_
   const size_t end = std::min(order.size(), begin + static_cast<size_t>(opts_.batch_size));
   const std::vector<int64_t> indices(order.begin() + static_cast<std::ptrdiff_t>(begin),
                                      order.begin() + static_cast<std::ptrdiff_t>(end));
-  Batch out = make_(BatchRequest{indices, epoch, b, opts_.seed, opts_.pin_memory});
+  Batch out = make_(BatchRequest{indices, epoch, b, opts_.seed, opts_.pin_memory, &order, opts_.strict_data});
   out.batch_index = b;
   out.indices = indices;
   return out;
@@ -235,6 +270,7 @@ bool DataLoader::next(Batch* out) {
   if (next_consume_ >= nbatches_) return false;
   if (threads_.empty()) {
     *out = build(order_, epoch_, next_consume_++);
+    corrupt_.insert(corrupt_.end(), out->corrupt.begin(), out->corrupt.end());
     return true;
   }
   Slot slot;
@@ -249,7 +285,14 @@ bool DataLoader::next(Batch* out) {
   cv_work_.notify_all();
   if (slot.error) std::rethrow_exception(slot.error);
   *out = std::move(slot.batch);
+  corrupt_.insert(corrupt_.end(), out->corrupt.begin(), out->corrupt.end());
   return true;
+}
+
+std::vector<CorruptSample> DataLoader::take_corrupt() {
+  std::vector<CorruptSample> out;
+  out.swap(corrupt_);
+  return out;
 }
 
 }  // namespace rg::data

@@ -68,6 +68,40 @@ class DistributedSamplerAdapter : public Sampler {
   DistributedSampler s_;
 };
 
+// Note [Corrupt samples]
+// A sample whose image fails to load (a truncated JPEG, an unreadable file) must not kill a long
+// run. The dataset's load throws SampleLoadError naming the file (ImageFolder, and the detection
+// pipeline around DetectionDataset::load); the batch function then replaces the sample by
+// replacement_index(...): another index of the same rank's shard of the epoch (the loader's order,
+// BatchRequest::shard), drawn from SampleRng(mix(seed ^ tag), epoch, index) -- a function of
+// (seed, epoch, index) and the shard alone, so a resumed run and any worker count make the same
+// batch. The replacement is loaded and transformed as that index is normally (its own label,
+// boxes and SampleRng); should it fail as well, the next draw is taken (at most 16). Each failure
+// is recorded in Batch::corrupt, which the DataLoader collects for take_corrupt() (the training
+// engine names them in the epoch summary and counts them in results.csv). With strict (the
+// engine's --strict-data) the first failure is an error naming the file.
+class SampleLoadError : public Error {
+ public:
+  SampleLoadError(const std::string& path, const std::string& why)
+      : Error(why, "", ""), path_(path) {}
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct CorruptSample {
+  int64_t index = 0;        // the dataset index that failed
+  int64_t replacement = -1; // what replaced it (-1: nothing could)
+  std::string path;         // its file
+  std::string error;        // why
+};
+
+// The index that stands in for `index` after `attempt` (1, 2, ...) failed loads: an element of
+// `shard` other than `index` when it has one (Note [Corrupt samples]).
+int64_t replacement_index(uint64_t seed, int64_t epoch, int64_t index, int attempt, const std::vector<int64_t>& shard);
+inline constexpr int kMaxReplacements = 16;
+
 // The per-sample transform: the image and its SampleRng(seed, epoch, index).
 using ImageTransform = std::function<Image(const Image&, SampleRng&)>;
 
@@ -83,6 +117,7 @@ struct Batch {
   std::vector<int64_t> indices;  // the dataset indices, in batch order
   int64_t batch_index = 0;       // position in the epoch
   std::shared_ptr<void> hold;
+  std::vector<CorruptSample> corrupt;  // samples replaced in this batch (Note [Corrupt samples])
 };
 
 // A host tensor for a batch, page-locked when `pinned` (through the pinned caching allocator, which
@@ -98,6 +133,8 @@ struct BatchRequest {
   int64_t batch_index = 0;
   uint64_t seed = 0;
   bool pinned = false;
+  const std::vector<int64_t>* shard = nullptr;  // the loader's indices of this epoch (replacements)
+  bool strict = false;                          // a sample that fails to load is an error
 };
 // Builds a batch; called concurrently from the worker threads.
 using BatchFn = std::function<Batch(const BatchRequest&)>;
@@ -117,6 +154,7 @@ struct DataLoaderOptions {
   int prefetch_batches = 0; // batches made ahead of the consumer; 0 = 2 * max(workers, 1)
   bool pin_memory = false;  // page-locked host batches (for CUDA), Note [Pinned batches' device]
   uint64_t seed = 0;        // the augmentation seed (Note [Per-sample randomness])
+  bool strict_data = false; // a sample that fails to load is an error instead of replaced (Note [Corrupt samples])
 };
 
 // Note [Pinned batches' device]
@@ -157,6 +195,9 @@ class DataLoader {
   // Makes batch `b` of `epoch` synchronously, as a worker would (tests compare against it).
   Batch make_batch(int64_t epoch, int64_t b) const;
 
+  // The samples replaced in the batches next() returned since the last call (Note [Corrupt samples]).
+  std::vector<CorruptSample> take_corrupt();
+
  private:
   Batch build(const std::vector<int64_t>& order, int64_t epoch, int64_t b) const;
   void stop_workers();
@@ -178,6 +219,7 @@ class DataLoader {
     std::exception_ptr error;
   };
   std::map<int64_t, Slot> ready_;
+  std::vector<CorruptSample> corrupt_;  // the consumer's (next() and take_corrupt() run on one thread)
   std::mutex mu_;
   std::condition_variable cv_work_, cv_ready_;
   bool stop_ = false;

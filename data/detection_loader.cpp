@@ -81,11 +81,22 @@ AspectRatioSampler::AspectRatioSampler(const DetectionDataset& ds, int64_t world
 
 // ---- samples
 namespace {
+// ds.load, whose failure becomes a SampleLoadError naming the file (Note [Corrupt samples]).
+Image load_image(const DetectionDataset& ds, int64_t i, double min_scale, double* scale) {
+  try {
+    return ds.load(i, min_scale, scale);
+  } catch (const SampleLoadError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw SampleLoadError(ds.record(i).image, e.what());
+  }
+}
+
 // Record i decoded and resized so that the original appears at scale r (size round(w0 r) x round(h0 r)).
 Image load_scaled(const DetectionDataset& ds, int64_t i, double r) {
   const DetectionRecord& rec = ds.record(i);
   double ds_scale = 1.0;
-  const Image img = ds.load(i, std::min(r, 1.0), &ds_scale);
+  const Image img = load_image(ds, i, std::min(r, 1.0), &ds_scale);
   const int64_t w = std::max<int64_t>(1, std::llround(rec.width * r)), h = std::max<int64_t>(1, std::llround(rec.height * r));
   const double k = r / ds_scale;
   if (img.width == w && img.height == h && std::fabs(k - 1.0) < 1e-12) return img;
@@ -179,7 +190,7 @@ DetectionSample load_mosaic(const DetectionDataset& ds, int64_t index, int64_t s
     const double dx = static_cast<double>(t.x1a - t.x1b), dy = static_cast<double>(t.y1a - t.y1b);
     if (fused) {  // result = M0 (r * original + d) + M2, from the decode at ds_scale
       double ds_scale = 1;
-      const Image img = ds.load(idx[i], std::min(r * M[0], 1.0), &ds_scale);
+      const Image img = load_image(ds, idx[i], std::min(r * M[0], 1.0), &ds_scale);
       const double k = M[0] * r / ds_scale;
       auto edge = [](double v) { return static_cast<int64_t>(std::ceil(v - 0.5)); };  // first pixel centre >= v
       resample_into(img, k, M[0] * dx + M[2], k, M[4] * dy + M[5], &out.image, edge(M[0] * t.x1a + M[2]),
@@ -222,7 +233,7 @@ DetectionSample make_detection_sample(const DetectionDataset& ds, int64_t index,
     const double max_scale = p.augment ? 1e300 : r_load;
     const double r = std::min({static_cast<double>(h) / rec.height, static_cast<double>(w) / rec.width, max_scale});
     double ds_scale = 1.0;
-    const Image img = ds.load(index, std::min(r, 1.0), &ds_scale);
+    const Image img = load_image(ds, index, std::min(r, 1.0), &ds_scale);
     Letterboxed lb = letterbox(img, rec.height, rec.width, h, w, max_scale, ds_scale);
     out.image = std::move(lb.image);
     out.info.letterbox = lb.params;
@@ -299,11 +310,28 @@ BatchFn detection_batch_fn(std::shared_ptr<const DetectionDataset> ds, Detection
     }
     std::vector<DetectionSample> samples;
     samples.reserve(req.indices.size());
+    std::vector<CorruptSample> corrupt;
     for (int64_t idx : req.indices) {
-      SampleRng rng(req.seed, static_cast<uint64_t>(req.epoch), static_cast<uint64_t>(idx));
-      samples.push_back(make_detection_sample(*ds, idx, H, W, p, rng));
+      // A sample whose image (or one of its mosaic's) fails to load is replaced: Note [Corrupt samples].
+      for (int64_t src = idx, attempt = 1;; ++attempt) {
+        try {
+          SampleRng rng(req.seed, static_cast<uint64_t>(req.epoch), static_cast<uint64_t>(src));
+          samples.push_back(make_detection_sample(*ds, src, H, W, p, rng));
+          break;
+        } catch (const SampleLoadError& e) {
+          if (req.strict) throw;
+          RG_CHECK(attempt <= kMaxReplacements, "detection loader: ", kMaxReplacements, " replacements of sample ",
+                   idx, " failed to load too; the last: ", e.what());
+          const int64_t next = replacement_index(req.seed, req.epoch, idx, static_cast<int>(attempt),
+                                                 req.shard ? *req.shard : req.indices);
+          corrupt.push_back(CorruptSample{src, next, e.path(), e.what()});
+          src = next;
+        }
+      }
     }
-    return collate_detection(samples, req.pinned);
+    Batch b = collate_detection(samples, req.pinned);
+    b.corrupt = std::move(corrupt);
+    return b;
   };
 }
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "data/dataloader.h"
 
 namespace fs = std::filesystem;
 
@@ -72,7 +73,14 @@ int64_t ImageFolder::label(int64_t index) const {
   return samples_[static_cast<size_t>(index)].second;
 }
 
-Image ImageFolder::load(int64_t index) const { return read_image(path(index), 3); }
+Image ImageFolder::load(int64_t index) const {
+  const std::string& file = path(index);
+  try {
+    return read_image(file, 3);
+  } catch (const std::exception& e) {  // the loader may replace it (Note [Corrupt samples])
+    throw SampleLoadError(file, e.what());
+  }
+}
 
 std::vector<int64_t> ImageFolder::class_counts() const {
   std::vector<int64_t> c(classes_.size(), 0);

@@ -31,7 +31,8 @@ class ImageFolder : public ClassifyDataset {
   const std::vector<std::pair<std::string, int64_t>>& samples() const { return samples_; }  // (path, label)
   const std::string& path(int64_t index) const;
   int64_t label(int64_t index) const override;
-  // Decodes sample `index` as RGB (thread-safe). Errors name the file.
+  // Decodes sample `index` as RGB (thread-safe). A file that fails to load throws SampleLoadError
+  // (data/dataloader.h) naming it.
   Image load(int64_t index) const override;
   // Number of samples per class, by label.
   std::vector<int64_t> class_counts() const;

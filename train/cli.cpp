@@ -25,10 +25,23 @@ std::string resume_path(const Options& opts, const std::vector<Options::Assignme
     if (name == "resume") resume = a.value;
     if (name == "out") out = a.value;
   }
-  if (resume == opts.spec_at(opts.row_of("resume")).domain.implicit) {
-    resume = (std::filesystem::path(out) / "last.safetensors").string();
+  const std::string last = (std::filesystem::path(out) / "last.safetensors").string();
+  if (resume == opts.spec_at(opts.row_of("resume")).domain.implicit) return last;
+  if (resume == "auto") {
+    // Every rank decides alike: nobody writes OUT before the run starts (a restarted job's ranks
+    // of the previous round are gone; the launcher stops them before starting the next).
+    std::error_code ec;
+    return std::filesystem::exists(last, ec) ? last : std::string();
   }
   return resume;
+}
+
+bool resume_is_auto(const Options& opts, const std::vector<Options::Assignment>& assignments) {
+  bool is_auto = false;
+  for (const auto& a : assignments) {
+    if (std::string(opts.spec(a).name) == "resume") is_auto = a.value == "auto";
+  }
+  return is_auto;
 }
 
 }  // namespace rg::train

@@ -12,6 +12,7 @@
 #include "distributed/launcher.h"
 #include "train/devices.h"
 #include "train/dist.h"
+#include "train/faults.h"
 #include "train/options.h"
 
 namespace rg::train {
@@ -27,9 +28,12 @@ bool wants_help(const Args& args);
 // The usage text: synopsis, the options by group, notes.
 std::string command_usage(const CommandSpec& spec, const Options& opts);
 // The checkpoint --resume names among `assignments` ("" when absent): a bare --resume means
-// OUT/last.safetensors, OUT being --out when given, else `default_out`.
+// OUT/last.safetensors, OUT being --out when given, else `default_out`; --resume auto means
+// OUT/last.safetensors when that file exists, else "" (a fresh start: elastic restarts).
 std::string resume_path(const Options& opts, const std::vector<Options::Assignment>& assignments,
                         const std::string& default_out);
+// Whether the command line says --resume auto.
+bool resume_is_auto(const Options& opts, const std::vector<Options::Assignment>& assignments);
 
 // Runs a task's command. Config derives from TrainOptions and the task's options struct, and has
 // `Options bind()` (both tables bound to it) and `static Config from_checkpoint(path)`.
@@ -44,6 +48,9 @@ int run_command(const CommandSpec& spec, const Args& args, const std::function<v
   }
   const std::vector<Options::Assignment> given = cfg.bind().parse(args, spec.command);
   const std::string resume = resume_path(cfg.bind(), given, cfg.out);
+  if (resume.empty() && resume_is_auto(cfg.bind(), given) && launch_env().rank == 0) {
+    std::printf("%s: --resume auto: no checkpoint in the output directory, starting fresh\n", spec.command.c_str());
+  }
   if (!resume.empty()) {
     cfg = Config::from_checkpoint(resume);
     if (launch_env().rank == 0) {
@@ -57,7 +64,12 @@ int run_command(const CommandSpec& spec, const Args& args, const std::function<v
   opts.check();
   const DevicePlan plan = plan_devices(cfg.device, cfg.mode, cfg.distributed, launch_env(), dist::visible_gpus());
   if (plan.kind == RunKind::SelfLaunch) return run_self_launch(plan, spec.command, args);
-  train_fn(cfg);
+  try {
+    train_fn(cfg);
+  } catch (const RunStopped& e) {  // Note [Stopping a run]: preempted, interrupted, NaN guard
+    if (launch_env().rank == 0) std::fprintf(stderr, "%s: %s\n", spec.command.c_str(), e.what());
+    return e.exit_code();
+  }
   return 0;
 }
 

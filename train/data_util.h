@@ -51,6 +51,13 @@ class LoaderOf : public Loader {
     b->samples = samples_(b->value);
     return b;
   }
+  std::vector<std::string> take_corrupt() override {
+    std::vector<std::string> out;
+    if constexpr (requires(L& l) { l.take_corrupt(); }) {
+      for (const auto& c : loader_->take_corrupt()) out.push_back(c.path + "\t" + c.error);
+    }
+    return out;
+  }
   L& loader() { return *loader_; }
 
  private:

@@ -164,6 +164,9 @@ std::string format_number(double v);
 // clang-format off
 #define RG_TRAIN_OPTIONS(X) \
   X(workers, Int, 2, at_least(0), Saved, "data", "N", "loader threads (0: load in the training thread)") \
+  X(strict_data, Bool, false, any_value(), Saved, "data", "", \
+    "an image that fails to load is an error naming it (default: replaced by another sample of the rank's shard, " \
+    "deterministically, and named in the epoch summary)") \
   X(make_data, Tri, std::nullopt, any_value(), RunOnly, "data", "", \
     "generate the synthetic dataset at --data when it is missing (default: only at the built-in location; --no-make-data: never)") \
   X(epochs, Int, 10, at_least(1), Saved, "optimisation", "N", "epochs to train") \
@@ -197,14 +200,24 @@ std::string format_number(double v);
   X(ema, Bool, false, any_value(), Saved, "optimisation", "", \
     "keep an EMA of the weights; best.safetensors follows its fitness") \
   X(ema_decay, Real, 0.999, open_range(0, 1), Saved, "optimisation", "X", "EMA decay") \
+  X(nan_policy, Text, "skip", one_of("skip|stop|off"), Saved, "optimisation", "POLICY", \
+    "a non-finite loss or gradient: skip the optimizer step on every rank (stop after --nan-max-skips in a row), " \
+    "stop at once (exit 87), or off (no check)") \
+  X(nan_max_skips, Int, 10, at_least(1), Saved, "optimisation", "K", \
+    "--nan-policy skip: this many skipped steps in a row stop the run (exit 87; f16 overflow skips count too)") \
   X(device, Text, "cpu", any_value(), Saved, "run", "DEV", \
     "cpu | cuda | cuda:N | N,M,... (GPUs; several: one rank each, or DataParallel with --mode dp) | cpu,cpu (CPU ranks)") \
   X(mode, Text, "ddp", one_of("ddp|dp"), Saved, "run", "MODE", \
     "with several devices: ddp starts one rank per device (torchrun-style); dp runs DataParallel in one process") \
   X(seed, Int, 0, between(0, 9.2233720368547748e18), Saved, "run", "N", "seed of the weights, data order and augmentation") \
   X(out, Text, "runs/train", any_value(), Saved, "run", "DIR", "output directory (checkpoints, results.csv)") \
-  X(resume, Text, "", optional_value("last"), RunOnly, "run", "[PATH]", \
-    "continue from PATH (bare: OUT/last.safetensors) with its saved options; options given here override them") \
+  X(resume, Text, "", optional_value("last"), RunOnly, "run", "[PATH|auto]", \
+    "continue from PATH (bare: OUT/last.safetensors; auto: OUT/last.safetensors when it exists, else start fresh) " \
+    "with its saved options; options given here override them") \
+  X(save_period_steps, Int, 0, at_least(0), Saved, "run", "N", \
+    "also write last.safetensors every N optimizer steps inside an epoch (0: off)") \
+  X(save_period_min, Real, 30.0, at_least(0), Saved, "run", "M", \
+    "also write last.safetensors inside an epoch when M minutes passed since the last save (0: off)") \
   X(val_period, Int, 1, at_least(1), Saved, "run", "N", "validate every N epochs (and after the last)") \
   X(flush_denormal, Bool, false, any_value(), Saved, "run", "", \
     "treat denormal floats as zero on the CPU (torch.set_flush_denormal)") \
@@ -212,6 +225,9 @@ std::string format_number(double v);
   X(quiet, Bool, false, any_value(), RunOnly, "run", "", "epoch lines only") \
   X(verbosity, Int, 2, between(0, 2), RunOnly, "run", "N", "0 silent, 1 epoch lines, 2 progress bar as well") \
   X(stop_after_epochs, Int, 0, at_least(0), RunOnly, "run", "N", "testing aid: stop as if killed after N epochs (0: never)") \
+  X(detect_anomaly, Bool, false, any_value(), RunOnly, "run", "", \
+    "autograd anomaly mode: the backward names the first op that produced a non-finite gradient and where its " \
+    "forward was called (slow: for debugging)") \
   X(save_resumed, Bool, false, any_value(), RunOnly, "run", "", \
     "testing aid: after resuming, save the restored state to OUT/resumed.safetensors before any step") \
   X(task, Text, "", any_value(), RunOnly, "run", "NAME", "the task (`ringgrad train --task NAME`)") \

@@ -50,6 +50,9 @@ class Loader {
   virtual int64_t num_batches() const = 0;                     // per epoch
   virtual void start_epoch(int64_t epoch, int64_t start_batch) = 0;
   virtual std::unique_ptr<Batch> next() = 0;                   // nullptr at the end of the epoch
+  // The samples that failed to load in the batches returned since the last call, each
+  // "<file>\t<why>", replaced by other samples (Note [Corrupt samples] in data/dataloader.h).
+  virtual std::vector<std::string> take_corrupt() { return {}; }
 };
 
 // A named number as printed ("loss 0.4321", "acc 0.870", "mAP50 0.512").

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
+#include "autograd/anomaly.h"
 #include "autograd/autocast.h"
 #include "autograd/grad_mode.h"
 #include "core/cpu_config.h"
@@ -105,6 +107,7 @@ Trainer::Trainer(const TrainOptions& opts, Task& task, const DevicePlan& plan, D
 Trainer::~Trainer() = default;
 
 dist::DistributedDataParallel* Trainer::ddp() const { return impl_->ddp.get(); }
+nn::Module& Trainer::model() const { return *impl_->model; }
 
 void Trainer::log(int level, const std::string& s) const {
   if (o_.verbosity >= level) {
@@ -191,13 +194,16 @@ void Trainer::setup_optimizer() {
   amp::GradScalerOptions so;
   so.enabled = o_.amp == "f16";
   m.scaler = std::make_unique<amp::GradScaler>(so);
-  if (dist_.enabled && m.scaler->is_enabled()) dist::sync_grad_scaler(*m.scaler, dist_.pg);  // same skipped steps
+  // Its inf/nan flag joins the step's agreement, which every rank decides alike (Note [Step agreement]).
+  if (m.scaler->is_enabled()) m.scaler->set_found_inf_reducer([this](Tensor& found) { impl_->decision = agree(&found); });
   if (o_.ema) {
     optim::EMAOptions eo;
     eo.decay = o_.ema_decay;
     m.ema = std::make_unique<optim::ModelEMA>(*m.model, eo);
   }
   m.sums.reset(info_.terms.size(), dist_.device);
+  m.one = ones({1}, TensorOptions(DType::f32).device(dist_.device));
+  m.loss_bad = zeros({1}, TensorOptions(DType::f32).device(dist_.device));
 }
 
 void Trainer::print_header() const {
@@ -223,41 +229,7 @@ void Trainer::print_header() const {
   if (dist_.enabled) log(1, describe(dist_, ctx_->batch, info_.global_batch));
 }
 
-// ---- the step
-
-void Trainer::micro_step(const Batch& b, bool sync, int64_t window) {
-  Impl& m = *impl_;
-  std::optional<dist::NoSyncGuard> no_sync;
-  if (m.ddp && !sync) no_sync.emplace(m.ddp->no_sync());  // accumulate locally; the last micro-batch reduces
-  StepLoss out;
-  {
-    amp::AutocastGuard ac(o_.amp == "bf16" ? DType::bf16 : DType::f16, o_.amp != "none");
-    out = task_.loss(m.net(), b, *ctx_);
-  }
-  Tensor loss = out.loss;
-  if (info_.mean_over_accumulation && window > 1) loss = loss / static_cast<double>(window);
-  if (m.scaler->is_enabled()) {
-    m.scaler->scale(loss).backward();
-  } else {
-    loss.backward();
-  }
-  m.sums.add(out);
-}
-
-void Trainer::optimizer_step() {
-  Impl& m = *impl_;
-  // The NaN/Inf guard of issue 12 decides here (hooks_.before_optimizer_step).
-  const bool step = !hooks_.before_optimizer_step || hooks_.before_optimizer_step(*this);
-  if (step && m.scaler->is_enabled()) {
-    m.scaler->step(*m.opt);
-    m.scaler->update();
-  } else if (step) {
-    m.opt->step();
-  }
-  m.sched->step();
-  m.warmup.apply(*m.opt, m.kinds, m.sched->last_epoch());
-  if (m.ema) m.ema->update(*m.model);
-}
+// ---- the epoch
 
 std::string Trainer::progress_stats(const Batch* last) const {
   const Impl& m = *impl_;
@@ -267,6 +239,7 @@ std::string Trainer::progress_stats(const Batch* last) const {
   char lr[48];
   std::snprintf(lr, sizeof(lr), "lr %.4g", m.opt->param_groups()[0].lr());
   std::string s = format_figures(f, "  ") + "  " + lr;
+  if (m.nan_skips > 0) s += "  nan-skips " + std::to_string(m.nan_skips);
   if (dist_.device.is_cuda()) {
     char mem[48];
     std::snprintf(mem, sizeof(mem), "  mem %.2fG", static_cast<double>(cuda::memory_stats(dist_.device.index).reserved) / 1e9);
@@ -301,8 +274,10 @@ bool Trainer::train_epoch(EpochRecord& rec) {
       seen += b->size();
       if (show && bar.due(st_.batch)) bar.update(st_.batch, seen * dist_.world, progress_stats(b.get()));
     }
+    inject_faults();
     optimizer_step();
-    if (hooks_.after_step && !hooks_.after_step(*this)) {
+    for (auto& c : data_.train->take_corrupt()) m.epoch_corrupt.push_back(std::move(c));
+    if (!after_step()) {
       if (show) bar.finish();
       return false;
     }
@@ -347,6 +322,7 @@ void Trainer::end_epoch(EpochRecord& rec) {
     // Every rank evaluates rank 0's weights and buffers (the saved ones) on its shard.
     dist_.broadcast_buffers(*m.model);
     m.last_val = evaluate(*m.model);
+    for (auto& c : data_.val->take_corrupt()) m.epoch_corrupt.push_back(std::move(c));
     m.last_fitness = task_.fitness(m.last_val);
     if (m.ema) {
       dist_.broadcast_buffers(*m.ema->module());
@@ -360,14 +336,18 @@ void Trainer::end_epoch(EpochRecord& rec) {
   }
   rec.fitness = m.last_fitness;
   rec.skipped_steps = m.scaler->skipped_steps();
+  rec.nan_skips = m.nan_skips;
+  gather_corrupt(rec);
   ++st_.epoch;
   st_.batch = 0;
   m.sums.reset(info_.terms.size(), dist_.device);
+  m.steps_since_save = 0;
   const fs::path out(o_.out);
   if (dist_.is_main()) {
     save_checkpoint((out / "last.safetensors").string());
     if (rec.improved) save_checkpoint((out / "best.safetensors").string());
     write_results(rec);
+    m.last_save = std::chrono::steady_clock::now();
   }
   dist_.barrier();  // nobody goes on (or reads the checkpoint) before it is written
   char line[768];
@@ -387,7 +367,9 @@ void Trainer::end_epoch(EpochRecord& rec) {
                 rec.improved ? "  * best" : "");
   append(tail);
   if (rec.skipped_steps > 0) append("  (" + std::to_string(rec.skipped_steps) + " skipped f16 steps)");
+  if (rec.nan_skips > 0) append("  (" + std::to_string(rec.nan_skips) + " steps skipped by the NaN guard)");
   log(1, line);
+  if (!rec.corrupt.empty()) log(1, corrupt_summary(rec.corrupt));
   if (dist_.is_main()) {
     EpochEnd e;
     e.epoch = rec.epoch;
@@ -409,7 +391,15 @@ RunResult Trainer::run() {
   setup_model();
   setup_optimizer();
   if (!o_.resume.empty()) resume();
-  if (dist_.is_main()) fs::create_directories(o_.out);
+  if (dist_.is_main()) {
+    fs::create_directories(o_.out);
+    const std::vector<std::string> stale = remove_stale_temporaries(o_.out);
+    std::string names;
+    for (const auto& n : stale) names += (names.empty() ? "" : ", ") + n;
+    if (!stale.empty()) log(1, "removed the temporary file(s) of a save that was interrupted: " + names);
+  }
+  impl_->last_save = std::chrono::steady_clock::now();
+  impl_->faults = FaultPlan::from_environment(hooks_.faults);
   // The restored state (weights, buffers, optimizer, schedule, scaler, EMA, counters, RNG), before any
   // step: it must equal the checkpoint resumed from, tensor for tensor (tests/e2e/test_train_classify.cpp).
   if (o_.save_resumed && !o_.resume.empty() && dist_.is_main()) {
@@ -425,11 +415,12 @@ RunResult Trainer::run() {
   while (st_.epoch < o_.epochs) {
     EpochRecord rec;
     if (!train_epoch(rec)) {
-      log(1, "stopped at epoch " + std::to_string(st_.epoch + 1) + ", batch " + std::to_string(st_.batch));
+      if (!stop_code_) log(1, "stopped at epoch " + std::to_string(st_.epoch + 1) + ", batch " + std::to_string(st_.batch));
       break;
     }
     end_epoch(rec);
     res.history.push_back(rec);
+    if (stop_at_epoch_end()) break;
     if (o_.stop_after_epochs > 0 && st_.epoch >= o_.stop_after_epochs && st_.epoch < o_.epochs) {
       log(1, "stopping after epoch " + std::to_string(st_.epoch) + " (--stop-after-epochs)");
       break;
@@ -438,6 +429,15 @@ RunResult Trainer::run() {
   res.best_fitness = st_.best_fitness;
   res.global_step = st_.global_step;
   res.epochs_done = st_.epoch;
+  res.stop_code = stop_code_;
+  res.stop_message = stop_message_;
+  if (impl_->agree_count > 0 && dist_.world > 1) {
+    char a[160];
+    std::snprintf(a, sizeof(a), "step agreement: %lld allreduces of 4 floats, %.1f us each on average (collective + host read)",
+                  static_cast<long long>(impl_->agree_count), 1e6 * impl_->agree_seconds / static_cast<double>(impl_->agree_count));
+    log(2, a);
+  }
+  if (stop_code_) return res;
   char best[32];
   std::snprintf(best, sizeof(best), "%.4g", st_.best_fitness);
   log(1, "done: best " + info_.fitness_key + " " + best + "; checkpoints in " + o_.out +
@@ -448,7 +448,13 @@ RunResult Trainer::run() {
 // ---- the whole run
 
 RunResult train(const TrainOptions& in, Task& task, TrainerHooks hooks) {
+  // Preemption signals only set a flag from here on (Note [Preemption signals]); rank 0 says so.
+  const PreemptSignals signals(launch_env().rank == 0 && in.verbosity > 0);
   TrainOptions o = resolve_defaults(in, task);
+  if (o.resume == "auto") {  // as run_command resolves it, for callers of train() itself
+    const std::string last = (fs::path(o.out) / "last.safetensors").string();
+    o.resume = fs::exists(last) ? last : "";
+  }
   check_options(o);
   task.check_options(o);
   const DevicePlan plan = plan_devices(o.device, o.mode, o.distributed, launch_env(), dist::visible_gpus());
@@ -465,11 +471,20 @@ RunResult train(const TrainOptions& in, Task& task, TrainerHooks hooks) {
   if (o.flush_denormal) set_flush_denormal(true);
   RunResult res;
   {
+    std::optional<autograd::DetectAnomalyGuard> anomaly;
+    if (o.detect_anomaly) {
+      anomaly.emplace();
+      if (o.verbosity >= 1) {
+        std::printf("anomaly detection is on: every backward node's outputs are checked for inf/nan, and the first "
+                    "one names its op and where its forward was called (slow: for debugging)\n");
+      }
+    }
     Trainer t(o, task, plan, dc, std::move(hooks));  // holds the DDP, which must be gone before the group is destroyed
     res = t.run();
   }
   if (o.flush_denormal) set_flush_denormal(prev_flush_denormal);
   shutdown_distributed(dc);
+  if (res.stop_code != 0) throw RunStopped(res.stop_code, res.stop_message);
   return res;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "train/faults.h"
 #include "train/options.h"
 #include "train/task.h"
 
@@ -31,6 +32,8 @@ struct EpochRecord {
   double lr = 0;           // parameter group 0's, at the end of the epoch
   double seconds = 0, images_per_sec = 0;
   int64_t skipped_steps = 0;  // GradScaler overflow skips so far
+  int64_t nan_skips = 0;      // steps the NaN guard skipped so far (non-finite loss or gradients)
+  std::vector<std::string> corrupt;  // samples that failed to load this epoch, all ranks ("file: why")
 };
 
 struct RunResult {
@@ -40,6 +43,8 @@ struct RunResult {
   int64_t global_step = 0;           // batches done over the run
   int world_size = 1;                // ranks that trained (1 when not distributed)
   std::string last_path, best_path;
+  int stop_code = 0;         // Note [Stopping a run]: 0, or the exit code train() throws RunStopped with
+  std::string stop_message;
 };
 
 // Note [Loop state]
@@ -58,6 +63,7 @@ struct LoopState {
 };
 
 class Trainer;
+struct StepDecision;
 // The places the fault-tolerance work plugs into (issue 12): each runs on every rank.
 struct TrainerHooks {
   // After every optimizer step (no gradient pending; state() is a valid resume point): mid-epoch
@@ -68,6 +74,8 @@ struct TrainerHooks {
   // skips this optimizer step (the scheduler still advances): a NaN/Inf guard, which must decide
   // alike on every rank.
   std::function<bool(Trainer&)> before_optimizer_step;
+  // Testing aid: faults to inject, as RINGGRAD_FAULT (Note [Fault injection] in train/faults.h).
+  std::string faults;
 };
 
 class Trainer {
@@ -87,6 +95,8 @@ class Trainer {
   int64_t accumulate() const { return accumulate_; }
   // The DDP wrapper when distributed (its stats, e.g. synchronised backwards), else null.
   dist::DistributedDataParallel* ddp() const;
+  // The model itself (unwrapped): what checkpoints hold.
+  nn::Module& model() const;
   // Writes a checkpoint of the current state (Note [Loop state]) to `path`, atomically. Call on
   // rank 0 only, between steps.
   void save_checkpoint(const std::string& path) const;
@@ -98,9 +108,17 @@ class Trainer {
   void setup_optimizer();
   void resume();
   void print_header() const;
-  bool train_epoch(EpochRecord& rec);  // false: a hook stopped the run
+  bool train_epoch(EpochRecord& rec);  // false: a hook, a signal or the NaN guard stopped the run
   void micro_step(const Batch& b, bool sync, int64_t window);
-  void optimizer_step();
+  void inject_faults();                 // Note [Fault injection]
+  void optimizer_step();                // and the step's agreement (Note [Step agreement])
+  StepDecision agree(const Tensor* grad_found);
+  void check_grads_and_loss(Tensor* grad_found);
+  bool after_step();                    // saves and stops; false: stop the run here
+  void save_mid_epoch();                // every rank; rank 0 writes last.safetensors
+  void stop(int code, const std::string& why);
+  bool stop_at_epoch_end();             // a signal seen at the epoch's end, agreed by every rank
+  void gather_corrupt(EpochRecord& rec);
   void end_epoch(EpochRecord& rec);
   Figures evaluate(nn::Module& m);
   std::string progress_stats(const Batch* last) const;
@@ -118,13 +136,16 @@ class Trainer {
   int64_t nb_ = 0, accumulate_ = 1, steps_per_epoch_ = 0;
   double weight_decay_ = 0;  // the effective one (nominal-batch scaling included)
   LoopState st_;
+  int stop_code_ = 0;
+  std::string stop_message_;
   std::unique_ptr<Impl> impl_;  // model, wrappers, optimizer, schedule, scaler, EMA, running sums
 };
 
 // The whole run of `task` with `opts`: resolves the optimizer-dependent defaults (the task's),
 // checks every option's domain and the task's own checks, plans the devices (a plan that starts
 // one rank per device is refused here: the command line does that, run_command), initialises the
-// process group, trains and shuts the group down. Throws rg::Error on bad input.
+// process group, trains and shuts the group down. Throws rg::Error on bad input, and RunStopped
+// (train/faults.h) after a run stopped by a signal or the NaN guard (Note [Stopping a run]).
 RunResult train(const TrainOptions& opts, Task& task, TrainerHooks hooks = {});
 
 // opts with --lr and --weight-decay filled in from the task when unset.

@@ -28,7 +28,10 @@ namespace rg::train {
 //   metrics by name, "world_size" (ranks that trained it), "accumulate",
 //   "sampler": {"epoch", "start_batch", "seed", "world_size", "batch_size" (per rank)},
 //   "rng": {"seed", "offset"} (the default generator), "train_sums" (mid-epoch only: the epoch's
-//   running sums so far), "config": {every Saved option}, plus the task's metadata() keys}.
+//   running sums so far), "ranks" (mid-epoch saves of save_mid_epoch: per rank, in rank order,
+//   {"sums": its running sums, "corrupt": its replaced samples so far}), "nan_skips" and
+//   "nan_streak" (the NaN guard's counters), "config": {every Saved option}, plus the task's
+//   metadata() keys}.
 //   <key> is TaskInfo::fitness_key ("acc" for the classifier: best_acc, val_acc).
 // Keys of the model never start with those prefixes, so the split is unambiguous.
 namespace {
@@ -101,6 +104,9 @@ void Trainer::save_checkpoint(const std::string& path) const {
   rng.set("offset", static_cast<int64_t>(default_generator().offset()));
   t.set("rng", rng);
   if (st_.batch > 0) t.set("train_sums", number_array(m.sums.host()));
+  if (st_.batch > 0 && m.rank_states.is_array()) t.set("ranks", m.rank_states);
+  t.set("nan_skips", m.nan_skips);
+  t.set("nan_streak", m.nan_streak);
   const Json task_meta = task_.metadata();
   for (const auto& [k, v] : task_meta.as_object()) t.set(k, v);
   Options engine;
@@ -113,6 +119,30 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta.emplace_back("trainer", t.dump());
   meta.emplace_back("format", "pt");  // safetensors' convention for PyTorch state dicts
   nn::save_safetensors(path, tensors, meta);
+}
+
+// A checkpoint in the middle of an epoch (--save-period-steps, --save-period-min, a stop): every
+// rank hands its running sums and replaced samples to rank 0 (two small allgathers), so that each
+// rank resumes its own (Note [Exact resume]); rank 0 writes last.safetensors.
+void Trainer::save_mid_epoch() {
+  Impl& m = *impl_;
+  Json mine = Json::object();
+  mine.set("sums", number_array(m.sums.host()));
+  Json corrupt = Json::array();
+  for (const auto& c : m.epoch_corrupt) corrupt.push_back(c);
+  mine.set("corrupt", corrupt);
+  m.rank_states = Json::array();
+  if (dist_.enabled && dist_.world > 1) {
+    for (const auto& part : dist_.allgather_bytes(mine.dump())) m.rank_states.push_back(Json::parse(part));
+  } else {
+    m.rank_states.push_back(mine);
+  }
+  if (dist_.is_main()) {
+    save_checkpoint((fs::path(o_.out) / "last.safetensors").string());
+    m.last_save = std::chrono::steady_clock::now();
+  }
+  m.rank_states = Json();
+  m.steps_since_save = 0;
 }
 
 // Note [Exact resume]
@@ -193,10 +223,22 @@ void Trainer::resume() {
     if (all && !f.empty()) m.last_val = f;
   }
   if (st_.batch > 0) {
+    // This rank's own running state when the checkpoint has every rank's (a mid-epoch save at
+    // this world size), else rank 0's sums.
+    const Json* ranks = t.find("ranks");
+    const bool own = ranks && ranks->is_array() && ranks->size() == static_cast<size_t>(dist_.world);
+    const Json& src = own ? (*ranks)[static_cast<size_t>(dist_.rank)]["sums"] : t["train_sums"];
     std::vector<double> sums;
-    for (const auto& x : t["train_sums"].as_array()) sums.push_back(x.as_double());
+    for (const auto& x : src.as_array()) sums.push_back(x.as_double());
     m.sums.set(sums, dist_.device);
+    if (own) {
+      for (const auto& c : (*ranks)[static_cast<size_t>(dist_.rank)]["corrupt"].as_array()) {
+        m.epoch_corrupt.push_back(c.as_string());
+      }
+    }
   }
+  if (const Json* v = t.find("nan_skips")) m.nan_skips = v->as_int();
+  if (const Json* v = t.find("nan_streak")) m.nan_streak = v->as_int();
   const Json& rng = t["rng"];
   default_generator().set_state(static_cast<uint64_t>(rng["seed"].as_int()), static_cast<uint64_t>(rng["offset"].as_int()));
   // results.csv keeps the rows of the epochs this run continues from.
@@ -221,7 +263,7 @@ void Trainer::write_results(const EpochRecord& rec) {
   if (m.ema) {
     for (const auto& f : info_.metrics) header += ",ema/" + f.name;
   }
-  header += ",fitness,lr,seconds";
+  header += ",fitness,lr,nan_skips,corrupt,seconds";
   if (header != m.csv_header) m.csv_rows.clear();  // another layout (e.g. --ema toggled): start over
   m.csv_header = header;
   std::string row = std::to_string(rec.epoch);
@@ -237,6 +279,10 @@ void Trainer::write_results(const EpochRecord& rec) {
   if (m.ema) metric_cells(rec.ema_val);
   cell(rec.validated, rec.fitness);
   cell(true, rec.lr);
+  for (const int64_t n : {rec.nan_skips, static_cast<int64_t>(rec.corrupt.size())}) {
+    row += ',';
+    row += std::to_string(n);
+  }
   cell(true, rec.seconds);
   m.csv_rows.push_back(row);
   std::string text = header + "\n";

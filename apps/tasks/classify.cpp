@@ -121,9 +121,15 @@ class ClassifyTask : public train::Task {
     RG_CHECK(train_set_->size() >= 2, "the training set has fewer than 2 images");
     if (cfg_.img_size > 0) {
       img_size_ = cfg_.img_size;
-    } else {
-      const data::Image first = train_set_->load(0);
-      img_size_ = std::min(first.height, first.width);
+    } else {  // the first image that loads (a corrupt one is replaced in training: Note [Corrupt samples])
+      for (int64_t i = 0; img_size_ == 0; ++i) {
+        try {
+          const data::Image first = train_set_->load(i);
+          img_size_ = std::min(first.height, first.width);
+        } catch (const data::SampleLoadError&) {
+          if (ctx.opts.strict_data || i + 1 >= std::min<int64_t>(train_set_->size(), 16)) throw;
+        }
+      }
     }
     data::ClassifyTransform ttf;
     ttf.size = img_size_;
@@ -136,6 +142,7 @@ class ClassifyTask : public train::Task {
     lo.workers = static_cast<int>(ctx.opts.workers);
     lo.pin_memory = ctx.device.is_cuda();
     lo.seed = static_cast<uint64_t>(ctx.opts.seed);
+    lo.strict_data = ctx.opts.strict_data;  // else a file that fails to load is replaced (Note [Corrupt samples])
     const auto train_sampler = train::make_train_sampler(train_set_->size(), ctx);
     const auto val_sampler = train::make_val_sampler(val_set_->size(), ctx);
     // Batch norm cannot train on a final batch of one sample: drop it in that case only.

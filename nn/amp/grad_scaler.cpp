@@ -44,20 +44,8 @@ void GradScaler::unscale_(optim::Optimizer& opt) {
   // 1/scale in double, then f32 (as PyTorch).
   const Tensor inv = native::to(native::unary(UnaryOp::Reciprocal, native::to(scale_, home, DType::f64)), home,
                                 DType::f32);
-  std::map<std::pair<int, int>, std::vector<Tensor>> by_device;
-  for (const Tensor& p : opt.parameters()) {
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    RG_CHECK(g.dtype() != DType::f16, "Attempting to unscale FP16 gradients.");
-    by_device[{static_cast<int>(g.device().type), g.device().index}].push_back(g);
-  }
   Tensor found = zeros({1}, TensorOptions(DType::f32).device(home));
-  for (auto& [key, grads] : by_device) {
-    const Device dev = grads[0].device();
-    Tensor f = dev == home ? found : zeros({1}, TensorOptions(DType::f32).device(dev));
-    native::amp_unscale_(grads, f, dev == home ? inv : native::to(inv, dev, DType::f32));
-    if (dev != home) native::binary_(BinaryOp::Add, found, native::to(f, home, DType::f32));
-  }
+  unscale_grads_(opt, found, inv);
   if (reducer_) reducer_(found);
   st.found_inf = found;
   st.stage = Stage::Unscaled;
@@ -82,6 +70,22 @@ bool GradScaler::step(optim::Optimizer& opt) {
   }
   st.stage = Stage::Stepped;
   return !skip;
+}
+
+bool GradScaler::step(optim::Optimizer& opt, bool found_inf) {
+  if (!o_.enabled) {
+    opt.step();
+    return true;
+  }
+  PerOptimizer& st = per_opt_[&opt];
+  RG_CHECK(st.stage == Stage::Unscaled, "step(opt, found_inf) needs unscale_(opt) first in this iteration");
+  if (found_inf) {
+    ++skipped_;
+  } else {
+    opt.step();
+  }
+  st.stage = Stage::Stepped;
+  return !found_inf;
 }
 
 void GradScaler::update() {
@@ -145,6 +149,24 @@ void GradScaler::load_state_dict(const optim::TrainState& s) {
   if (scale_.defined()) {
     native::fill_(scale_, o_.init_scale);
     native::fill_(growth_tracker_, static_cast<double>(init_tracker_));
+  }
+}
+
+void unscale_grads_(const optim::Optimizer& opt, const Tensor& found_inf, const Tensor& inv_scale) {
+  NoGradGuard ng;
+  const Device home = found_inf.device();
+  std::map<std::pair<int, int>, std::vector<Tensor>> by_device;
+  for (const Tensor& p : opt.parameters()) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    RG_CHECK(g.dtype() != DType::f16, "Attempting to unscale FP16 gradients.");
+    by_device[{static_cast<int>(g.device().type), g.device().index}].push_back(g);
+  }
+  for (auto& [key, grads] : by_device) {
+    const Device dev = grads[0].device();
+    const Tensor f = dev == home ? found_inf : zeros({1}, TensorOptions(DType::f32).device(dev));
+    native::amp_unscale_(grads, f, dev == home ? inv_scale : native::to(inv_scale, dev, DType::f32));
+    if (dev != home) native::binary_(BinaryOp::Add, found_inf, native::to(f, home, DType::f32));
   }
 }
 

@@ -40,6 +40,10 @@ class GradScaler {
   void unscale_(optim::Optimizer& opt);
   // Returns true when the optimizer stepped, false when the step was skipped (inf/nan gradients).
   bool step(optim::Optimizer& opt);
+  // The same, with the (reduced) inf/nan flag the caller already read on the host after its own
+  // unscale_(opt) (the training engine reads it with its other per-step flags in one host sync:
+  // Note [Step agreement] in train/trainer_step.cpp); no host sync here.
+  bool step(optim::Optimizer& opt, bool found_inf);
   void update();
   void update(double new_scale);  // sets the scale directly (as update(new_scale) in PyTorch)
 
@@ -74,5 +78,12 @@ class GradScaler {
   std::function<void(Tensor&)> reducer_;
   std::unordered_map<const optim::Optimizer*, PerOptimizer> per_opt_;
 };
+
+// The fused check of Note [GradScaler protocol] on its own: every gradient of `opt`'s parameters
+// is multiplied by inv_scale ((1) f32) with the amp_unscale kernel, device by device, and
+// found_inf ((1) f32, on inv_scale's device) becomes non-zero when any of them held an inf or a
+// nan (it is never cleared). With inv_scale = 1 the gradients keep every bit: the training
+// engine's NaN guard without a GradScaler.
+void unscale_grads_(const optim::Optimizer& opt, const Tensor& found_inf, const Tensor& inv_scale);
 
 }  // namespace rg::amp

@@ -2,7 +2,8 @@
 // running `ringgrad launch --nnodes 2 --node-rank R --nproc-per-node 2` inside. Covers rendezvous
 // across the link, the TCP ring across it (collective results checked), a rank killed on the other
 // node (both nodes stop; with --max-restarts both restart and finish), and a node that never comes.
-// Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and `ip`; skipped without them.
+// Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and `ip`; without them the cases say why and skip
+// (ctest: test_distributed_netns skipped).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -30,19 +31,33 @@ std::pair<bool, std::string> sh(const std::string& cmd) {
   return {::pclose(p) == 0, out};
 }
 
-// Root-like capabilities (CAP_NET_ADMIN = 12, CAP_SYS_ADMIN = 21 in CapEff) and iproute2's `ip`.
-bool can_make_namespaces() {
+// "" when this process can make network namespaces, else why not: root-like capabilities
+// (CAP_NET_ADMIN = 12, CAP_SYS_ADMIN = 21 in CapEff), iproute2's `ip`, and a trial namespace that
+// `ip netns add` really creates (a container may hold the capabilities and still refuse it).
+std::string why_no_namespaces() {
   std::ifstream f("/proc/self/status");
   std::string line;
   unsigned long long eff = 0;
   while (std::getline(f, line)) {
     if (line.rfind("CapEff:", 0) == 0) eff = std::strtoull(line.c_str() + 7, nullptr, 16);
   }
-  const bool caps = (eff >> 12 & 1) && (eff >> 21 & 1);
-  return caps && (::access("/usr/sbin/ip", X_OK) == 0 || ::access("/sbin/ip", X_OK) == 0 ||
-                  ::access("/usr/bin/ip", X_OK) == 0 || ::access("/bin/ip", X_OK) == 0);
+  if (!((eff >> 12 & 1) && (eff >> 21 & 1))) {
+    return "the multi-node tests need CAP_SYS_ADMIN and CAP_NET_ADMIN (root) to create network namespaces";
+  }
+  if (::access("/usr/sbin/ip", X_OK) != 0 && ::access("/sbin/ip", X_OK) != 0 && ::access("/usr/bin/ip", X_OK) != 0 &&
+      ::access("/bin/ip", X_OK) != 0) {
+    return "the multi-node tests need iproute2's `ip` (apt-get install iproute2)";
+  }
+  const std::string probe = "rgmnprobe" + std::to_string(::getpid());
+  auto [ok, out] = sh("ip netns add " + probe);
+  if (!ok) return "`ip netns add` failed here (" + out.substr(0, out.find('\n')) + "): no network namespaces";
+  sh("ip netns del " + probe);
+  return "";
 }
-const bool kNetns = can_make_namespaces();
+const std::string kNoNetns = why_no_namespaces();
+// Its own ctest entry, test_distributed_netns, that shows "skipped" where namespaces cannot be made
+// (Note [Skips]).
+const auto kNetnsSuite = doctest::test_suite("netns");
 
 constexpr const char* kAddr[2] = {"10.231.0.1", "10.231.0.2"};  // private, only inside our namespaces
 
@@ -117,13 +132,8 @@ struct TwoNodes {
 
 }  // namespace
 
-TEST_CASE("multi-node (namespaces): can this machine make network namespaces?") {
-  WARN_MESSAGE(kNetns, "the multi-node tests are skipped: they need root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and "
-                       "iproute2's `ip` to create network namespaces");
-}
-
-TEST_CASE("multi-node: rendezvous across two namespaces and the TCP ring across the veth link" *
-          doctest::skip(!kNetns)) {
+TEST_CASE("multi-node: rendezvous across two namespaces and the TCP ring across the veth link" * kNetnsSuite) {
+  RG_SKIP_IF(kNoNetns);
   TwoNodes nodes;
   REQUIRE_MESSAGE(nodes.error.empty(), nodes.error);
   TempDir dir;
@@ -146,8 +156,8 @@ TEST_CASE("multi-node: rendezvous across two namespaces and the TCP ring across 
   }
 }
 
-TEST_CASE("multi-node: a rank killed on node 1 stops both nodes; with --max-restarts 1 both restart and finish" *
-          doctest::skip(!kNetns)) {
+TEST_CASE("multi-node: a rank killed on node 1 stops both nodes; with --max-restarts 1 both restart and finish" * kNetnsSuite) {
+  RG_SKIP_IF(kNoNetns);
   std::random_device rd;
   const int kill_step = 1 + static_cast<int>(rd() % 8);
   CAPTURE(kill_step);
@@ -194,7 +204,8 @@ TEST_CASE("multi-node: a rank killed on node 1 stops both nodes; with --max-rest
   }
 }
 
-TEST_CASE("multi-node: a node that never comes is named within the rendezvous timeout" * doctest::skip(!kNetns)) {
+TEST_CASE("multi-node: a node that never comes is named within the rendezvous timeout" * kNetnsSuite) {
+  RG_SKIP_IF(kNoNetns);
   TwoNodes nodes;
   REQUIRE_MESSAGE(nodes.error.empty(), nodes.error);
   TempDir dir;

@@ -220,7 +220,7 @@ TEST_CASE("exact resume through the engine: from an epoch's end and from the mid
   // results.csv: a header and one row per epoch; the resumed run kept epoch 1's row.
   const auto rows = lines_of(d / "mid/results.csv"), want = lines_of(d / "straight/results.csv");
   REQUIRE(rows.size() == 4);
-  CHECK(rows[0] == "epoch,train/loss,val/mse,ema/mse,fitness,lr,seconds");
+  CHECK(rows[0] == "epoch,train/loss,val/mse,ema/mse,fitness,lr,nan_skips,corrupt,seconds");
   for (size_t i = 1; i < rows.size(); ++i) {
     CHECK(rows[i].substr(0, rows[i].rfind(',')) == want[i].substr(0, want[i].rfind(',')));  // all but seconds
   }
