@@ -191,7 +191,10 @@ Bytes StoreState::waited_reply(bool is_get, const std::vector<std::string>& keys
 }
 
 std::chrono::steady_clock::time_point wait_deadline(std::chrono::steady_clock::time_point now, int64_t timeout_ms) {
-  return now + std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0));
+  // A client may send any i64: the timeout saturates where the clock ends (an overflow found by fuzz_store).
+  const int64_t room = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::time_point::max() - now).count();
+  return now + std::chrono::milliseconds(std::clamp<int64_t>(timeout_ms, 0, room));
 }
 
 }  // namespace rg::dist::wire

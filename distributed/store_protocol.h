@@ -101,7 +101,8 @@ class StoreState {
   std::unordered_map<std::string, Bytes> data_;
 };
 
-// When a request that waits from `now` with `timeout_ms` times out (a negative timeout is 0).
+// When a request that waits from `now` with `timeout_ms` times out (a negative timeout is 0, one past
+// the clock's end is its end).
 std::chrono::steady_clock::time_point wait_deadline(std::chrono::steady_clock::time_point now, int64_t timeout_ms);
 
 }  // namespace rg::dist::wire
