@@ -1,6 +1,7 @@
 // PNG decoding and encoding through stb_image / stb_image_write, compiled here with static linkage
 // (STB_IMAGE_STATIC) so that no other library defining the stb symbols can clash with ours.
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #pragma GCC diagnostic push
@@ -24,8 +25,24 @@
 
 namespace rg::data::detail {
 
+namespace {
+// stb_image allocates an IDAT chunk's stated length before reading it, so a 158-byte file stating
+// 528 MB allocated that much (found by fuzz_png). Every chunk up to IEND must fit in the file.
+void check_png_chunks(const uint8_t* data, size_t size, const std::string& name) {
+  for (size_t at = 8; at + 8 <= size;) {  // past the signature: u32 length, type, data, u32 CRC
+    const uint32_t len = uint32_t{data[at]} << 24 | uint32_t{data[at + 1]} << 16 | uint32_t{data[at + 2]} << 8 | data[at + 3];
+    const size_t left = size - at - 8;
+    RG_CHECK(len <= left, "cannot decode '", name, "': PNG chunk at byte ", at, " states ", len,
+             " bytes of data, but only ", left, " follow its header (corrupt or truncated file)");
+    if (std::memcmp(data + at + 4, "IEND", 4) == 0) return;
+    at += 12 + static_cast<size_t>(len);
+  }
+}
+}  // namespace
+
 Image decode_png_stb(const uint8_t* data, size_t size, const std::string& name, int channels) {
   RG_CHECK(size <= static_cast<size_t>(INT32_MAX), "cannot decode '", name, "': file too large");
+  check_png_chunks(data, size, name);
   int w = 0, h = 0, comp = 0;
   stbi_uc* px = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &comp, channels);
   if (!px) RG_THROW("cannot decode '", name, "': ", stbi_failure_reason() ? stbi_failure_reason() : "bad PNG");
