@@ -153,7 +153,7 @@ StoreState::Outcome StoreState::apply(const Request& r) {
       int64_t v = 0;
       auto it = data_.find(r.keys[0]);
       if (it != data_.end()) v = std::strtoll(std::string(it->second.begin(), it->second.end()).c_str(), nullptr, 10);
-      v += r.number;
+      v = static_cast<int64_t>(static_cast<uint64_t>(v) + static_cast<uint64_t>(r.number));  // wraps, never UB
       const std::string s = std::to_string(v);
       data_[r.keys[0]] = Bytes(s.begin(), s.end());
       w.i64(v);

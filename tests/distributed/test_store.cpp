@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "dist_test_util.h"
@@ -114,6 +115,21 @@ TEST_CASE("store protocol: a request's timeout saturates at the clock's end inst
   REQUIRE(net::recv_all(fd.get(), reply, sizeof reply, deadline, &e) == net::IoStatus::Ok);
   CHECK(reply[4] == 0);  // found, not timed out
   CHECK(reply[9] == 'v');
+}
+
+TEST_CASE("store protocol: ADD wraps around at the ends of int64 instead of overflowing") {
+  // fuzz_store found ADD overflowing a signed add (UB; UBSan aborts there): it wraps, as int64 does on
+  // every host we run on.
+  wire::StoreState st;
+  const std::string max = "9223372036854775807";
+  st.apply({wire::kSet, {"n"}, Bytes(max.begin(), max.end()), 0});
+  const auto out = st.apply({wire::kAdd, {"n"}, {}, 1});
+  int64_t v = 0;
+  REQUIRE(out.reply.size() == 8);
+  std::memcpy(&v, out.reply.data(), 8);
+  CHECK(v == INT64_MIN);
+  const auto got = st.apply({wire::kGet, {"n"}, {}, 0});
+  CHECK(std::string(got.reply.begin() + 5, got.reply.end()) == "-9223372036854775808");
 }
 
 TEST_CASE("TCPStore: connecting to a port nobody serves fails naming the address and the time") {
