@@ -54,7 +54,7 @@ void check_png_chunks(const uint8_t* data, size_t size, const std::string& name)
     at += 12 + static_cast<size_t>(len);
   }
   RG_CHECK(ihdr_bytes <= 1032 * idat + 1032, "cannot decode '", name, "': the PNG header states ",
-           w, "x", h, " pixels (", static_cast<uint64_t>(ihdr_bytes), " bytes), more than its ",
+           w, "x", h, " pixels (", static_cast<uint64_t>(std::min(ihdr_bytes, 1e19)), " bytes), more than its ",
            static_cast<uint64_t>(idat), " bytes of image data can hold (corrupt or truncated file)");
 }
 }  // namespace
