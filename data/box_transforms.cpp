@@ -15,8 +15,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr int kFracBits = 11;
 constexpr int kOne = 1 << kFracBits;
-
-inline uint8_t blend2(int a, int b, int w) { return static_cast<uint8_t>((a * (kOne - w) + b * w + kOne / 2) >> kFracBits); }
 }  // namespace
 
 Mat3 mat3_identity() { return {1, 0, 0, 0, 1, 0, 0, 0, 1}; }

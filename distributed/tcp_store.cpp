@@ -1,5 +1,5 @@
 // TCPStore: a key-value server on one poll() thread (rank 0) and its clients, speaking a small
-// length-prefixed protocol (Note [Store protocol]); and PrefixStore.
+// length-prefixed protocol (Note [Store protocol] in store_protocol.h); and PrefixStore.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,110 +10,25 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "distributed/socket_util.h"
 #include "distributed/store.h"
+#include "distributed/store_protocol.h"
 
 namespace rg::dist {
 
 using net::Clock;
 using net::Fd;
 
-// Note [Store protocol]
-// Request:  u32 length (of what follows) | u8 command | body.   Reply: u32 length | body.
-// Strings are u32 length + bytes, integers little-endian (all hosts we run on are).
-//   SET    key value           -> u8 0
-//   GET    key i64 timeout_ms  -> u8 0 value | u8 1 (timed out)
-//   ADD    key i64 delta       -> i64 new value
-//   CHECK  u32 n keys...       -> u8 all present
-//   WAIT   u32 n keys... i64 timeout_ms -> u8 0 | u8 1 u32 n missing-keys...
-//   DELETE key                 -> u8 existed
-// GET and WAIT block on the server until the keys exist or the timeout passes, so a client
-// never polls. A connection carries one request at a time; clients keep a small pool of them.
 namespace {
 
-enum Cmd : uint8_t { kSet = 1, kGet, kAdd, kCheck, kWait, kDelete };
-constexpr uint32_t kMaxFrame = 1u << 30;
-
-struct Writer {
-  Bytes b;
-  void u8(uint8_t v) { b.push_back(v); }
-  void u32(uint32_t v) { raw(&v, 4); }
-  void i64(int64_t v) { raw(&v, 8); }
-  void str(const std::string& s) {
-    u32(static_cast<uint32_t>(s.size()));
-    raw(s.data(), s.size());
-  }
-  void bytes(const Bytes& v) {
-    u32(static_cast<uint32_t>(v.size()));
-    raw(v.data(), v.size());
-  }
-  void raw(const void* p, size_t n) {
-    const auto* c = static_cast<const uint8_t*>(p);
-    b.insert(b.end(), c, c + n);
-  }
-  Bytes frame() const {  // length prefix + body
-    Bytes f(4 + b.size());
-    const uint32_t n = static_cast<uint32_t>(b.size());
-    std::memcpy(f.data(), &n, 4);
-    if (!b.empty()) std::memcpy(f.data() + 4, b.data(), b.size());
-    return f;
-  }
-};
-
-// Reads a body; ok() turns false on a short or malformed message.
-struct Reader {
-  const uint8_t* p;
-  size_t n;
-  bool good = true;
-  bool take(void* out, size_t k) {
-    if (!good || k > n) return good = false;
-    if (k) std::memcpy(out, p, k);
-    p += k;
-    n -= k;
-    return true;
-  }
-  uint8_t u8() {
-    uint8_t v = 0;
-    take(&v, 1);
-    return v;
-  }
-  uint32_t u32() {
-    uint32_t v = 0;
-    take(&v, 4);
-    return v;
-  }
-  int64_t i64() {
-    int64_t v = 0;
-    take(&v, 8);
-    return v;
-  }
-  std::string str() {
-    const uint32_t k = u32();
-    if (!good || k > n) {
-      good = false;
-      return {};
-    }
-    std::string s(reinterpret_cast<const char*>(p), k);
-    p += k;
-    n -= k;
-    return s;
-  }
-  Bytes bytes() {
-    const uint32_t k = u32();
-    if (!good || k > n) {
-      good = false;
-      return {};
-    }
-    Bytes v(p, p + k);
-    p += k;
-    n -= k;
-    return v;
-  }
-};
+using wire::Reader;
+using wire::Writer;
+using wire::kMaxFrame;
 
 std::string join_keys(const std::vector<std::string>& keys) {
   std::string s;
@@ -221,11 +136,11 @@ class StoreServer {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       return false;
     }
-    while (!c.blocked && c.in.size() >= 4) {
-      uint32_t len;
-      std::memcpy(&len, c.in.data(), 4);
-      if (len > kMaxFrame) return false;
-      if (c.in.size() < 4 + static_cast<size_t>(len)) break;
+    while (!c.blocked) {
+      uint32_t len = 0;
+      const wire::FrameStatus st = wire::first_frame(c.in.data(), c.in.size(), &len);
+      if (st == wire::FrameStatus::TooLarge) return false;
+      if (st == wire::FrameStatus::Incomplete) break;
       Bytes body(c.in.begin() + 4, c.in.begin() + 4 + len);
       c.in.erase(c.in.begin(), c.in.begin() + 4 + len);
       if (!serve(c, body)) return false;
@@ -249,100 +164,28 @@ class StoreServer {
     return true;
   }
 
-  void reply(Conn& c, const Writer& w) {
-    const Bytes f = w.frame();
+  void reply(Conn& c, Bytes body) {
+    const Bytes f = Writer{std::move(body)}.frame();
     c.out.insert(c.out.end(), f.begin(), f.end());
   }
 
+  // Serves one request body; false when it is malformed (the connection is then dropped).
   bool serve(Conn& c, const Bytes& body) {
-    Reader r{body.data(), body.size()};
-    const uint8_t cmd = r.u8();
-    Writer w;
-    switch (cmd) {
-      case kSet: {
-        std::string key = r.str();
-        Bytes value = r.bytes();
-        if (!r.good) return false;
-        data_[key] = std::move(value);
-        w.u8(0);
-        reply(c, w);
-        key_changed();
-        return true;
-      }
-      case kGet: {
-        std::string key = r.str();
-        const int64_t timeout_ms = r.i64();
-        if (!r.good) return false;
-        auto it = data_.find(key);
-        if (it != data_.end()) {
-          w.u8(0);
-          w.bytes(it->second);
-          reply(c, w);
-        } else {
-          park(c, true, {std::move(key)}, timeout_ms);
-        }
-        return true;
-      }
-      case kAdd: {
-        const std::string key = r.str();
-        const int64_t delta = r.i64();
-        if (!r.good) return false;
-        int64_t v = 0;
-        auto it = data_.find(key);
-        if (it != data_.end()) v = std::strtoll(std::string(it->second.begin(), it->second.end()).c_str(), nullptr, 10);
-        v += delta;
-        const std::string s = std::to_string(v);
-        data_[key] = Bytes(s.begin(), s.end());
-        w.i64(v);
-        reply(c, w);
-        key_changed();
-        return true;
-      }
-      case kCheck: {
-        const uint32_t n = r.u32();
-        bool all = true;
-        for (uint32_t i = 0; i < n && r.good; ++i) all = all && data_.count(r.str()) > 0;
-        if (!r.good) return false;
-        w.u8(all ? 1 : 0);
-        reply(c, w);
-        return true;
-      }
-      case kWait: {
-        const uint32_t n = r.u32();
-        std::vector<std::string> keys;
-        for (uint32_t i = 0; i < n && r.good; ++i) keys.push_back(r.str());
-        const int64_t timeout_ms = r.i64();
-        if (!r.good) return false;
-        if (missing(keys).empty()) {
-          w.u8(0);
-          reply(c, w);
-        } else {
-          park(c, false, std::move(keys), timeout_ms);
-        }
-        return true;
-      }
-      case kDelete: {
-        const std::string key = r.str();
-        if (!r.good) return false;
-        w.u8(data_.erase(key) ? 1 : 0);
-        reply(c, w);
-        return true;
-      }
-      default: return false;
+    const std::optional<wire::Request> r = wire::decode_request(body.data(), body.size());
+    if (!r) return false;
+    wire::StoreState::Outcome out = state_.apply(*r);
+    if (out.waits) {
+      park(c, r->cmd == wire::kGet, r->keys, r->number);
+      return true;
     }
-  }
-
-  std::vector<std::string> missing(const std::vector<std::string>& keys) const {
-    std::vector<std::string> m;
-    for (const auto& k : keys) {
-      if (!data_.count(k)) m.push_back(k);
-    }
-    return m;
+    reply(c, std::move(out.reply));
+    if (out.changed) key_changed();
+    return true;
   }
 
   void park(Conn& c, bool is_get, std::vector<std::string> keys, int64_t timeout_ms) {
     c.blocked = true;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0));
+    const auto deadline = wire::wait_deadline(Clock::now(), timeout_ms);
     waiters_.push_back({c.fd.get(), is_get, std::move(keys), deadline});
   }
 
@@ -351,19 +194,7 @@ class StoreServer {
     auto it = conns_.find(wt.fd);
     if (it == conns_.end()) return;
     Conn& c = it->second;
-    Writer w;
-    if (!timed_out) {
-      w.u8(0);
-      if (wt.is_get) w.bytes(data_.at(wt.keys[0]));
-    } else {
-      w.u8(1);
-      if (!wt.is_get) {
-        const auto m = missing(wt.keys);
-        w.u32(static_cast<uint32_t>(m.size()));
-        for (const auto& k : m) w.str(k);
-      }
-    }
-    reply(c, w);
+    reply(c, state_.waited_reply(wt.is_get, wt.keys, timed_out));
     c.blocked = false;
     if (!flush(c)) {
       drop(wt.fd);
@@ -375,7 +206,7 @@ class StoreServer {
   void key_changed() {
     std::vector<Waiter> done;
     auto keep = std::remove_if(waiters_.begin(), waiters_.end(), [&](const Waiter& w) {
-      if (!missing(w.keys).empty()) return false;
+      if (!state_.missing(w.keys).empty()) return false;
       done.push_back(w);
       return true;
     });
@@ -392,7 +223,7 @@ class StoreServer {
       return true;
     });
     waiters_.erase(keep, waiters_.end());
-    for (const auto& w : late) answer(w, !missing(w.keys).empty());
+    for (const auto& w : late) answer(w, !state_.missing(w.keys).empty());
   }
 
   Fd listen_;
@@ -401,7 +232,7 @@ class StoreServer {
   std::thread thread_;
   std::map<int, Conn> conns_;
   std::vector<Waiter> waiters_;
-  std::unordered_map<std::string, Bytes> data_;
+  wire::StoreState state_;
 };
 
 }  // namespace
@@ -499,19 +330,11 @@ int TCPStore::port() const { return impl_->port; }
 std::string TCPStore::local_address() const { return impl_->local_ip; }
 
 void TCPStore::set(const std::string& key, const Bytes& value) {
-  Writer w;
-  w.u8(kSet);
-  w.str(key);
-  w.bytes(value);
-  impl_->request(w, timeout_, Millis(0));
+  impl_->request(wire::encode_request({wire::kSet, {key}, value, 0}), timeout_, Millis(0));
 }
 
 Bytes TCPStore::get(const std::string& key) {
-  Writer w;
-  w.u8(kGet);
-  w.str(key);
-  w.i64(timeout_.count());
-  const Bytes body = impl_->request(w, timeout_, timeout_);
+  const Bytes body = impl_->request(wire::encode_request({wire::kGet, {key}, {}, timeout_.count()}), timeout_, timeout_);
   Reader r{body.data(), body.size()};
   const uint8_t status = r.u8();
   RG_CHECK(r.good, "TCPStore: corrupt reply to get(", key, ")");
@@ -522,11 +345,7 @@ Bytes TCPStore::get(const std::string& key) {
 }
 
 int64_t TCPStore::add(const std::string& key, int64_t delta) {
-  Writer w;
-  w.u8(kAdd);
-  w.str(key);
-  w.i64(delta);
-  const Bytes body = impl_->request(w, timeout_, Millis(0));
+  const Bytes body = impl_->request(wire::encode_request({wire::kAdd, {key}, {}, delta}), timeout_, Millis(0));
   Reader r{body.data(), body.size()};
   const int64_t v = r.i64();
   RG_CHECK(r.good, "TCPStore: corrupt reply to add(", key, ")");
@@ -534,11 +353,7 @@ int64_t TCPStore::add(const std::string& key, int64_t delta) {
 }
 
 bool TCPStore::check(const std::vector<std::string>& keys) {
-  Writer w;
-  w.u8(kCheck);
-  w.u32(static_cast<uint32_t>(keys.size()));
-  for (const auto& k : keys) w.str(k);
-  const Bytes body = impl_->request(w, timeout_, Millis(0));
+  const Bytes body = impl_->request(wire::encode_request({wire::kCheck, keys, {}, 0}), timeout_, Millis(0));
   Reader r{body.data(), body.size()};
   const uint8_t v = r.u8();
   RG_CHECK(r.good, "TCPStore: corrupt reply to check");
@@ -546,12 +361,7 @@ bool TCPStore::check(const std::vector<std::string>& keys) {
 }
 
 void TCPStore::wait(const std::vector<std::string>& keys, Millis timeout) {
-  Writer w;
-  w.u8(kWait);
-  w.u32(static_cast<uint32_t>(keys.size()));
-  for (const auto& k : keys) w.str(k);
-  w.i64(timeout.count());
-  const Bytes body = impl_->request(w, timeout_, timeout);
+  const Bytes body = impl_->request(wire::encode_request({wire::kWait, keys, {}, timeout.count()}), timeout_, timeout);
   Reader r{body.data(), body.size()};
   const uint8_t status = r.u8();
   RG_CHECK(r.good, "TCPStore: corrupt reply to wait");
@@ -563,10 +373,7 @@ void TCPStore::wait(const std::vector<std::string>& keys, Millis timeout) {
 }
 
 bool TCPStore::delete_key(const std::string& key) {
-  Writer w;
-  w.u8(kDelete);
-  w.str(key);
-  const Bytes body = impl_->request(w, timeout_, Millis(0));
+  const Bytes body = impl_->request(wire::encode_request({wire::kDelete, {key}, {}, 0}), timeout_, Millis(0));
   Reader r{body.data(), body.size()};
   const uint8_t v = r.u8();
   RG_CHECK(r.good, "TCPStore: corrupt reply to delete_key(", key, ")");

@@ -110,7 +110,7 @@ struct Mapping {
 
 class ShmRingLink final : public RingLink {
  public:
-  ShmRingLink(int rank, int size) : rank_(rank), size_(size) {
+  ShmRingLink(int rank, int size) : rank_(rank) {
     next_ = (rank + 1) % size;
     prev_ = (rank - 1 + size) % size;
     oversubscribed_ = size > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -301,7 +301,7 @@ class ShmRingLink final : public RingLink {
     return m;
   }
 
-  int rank_, size_, next_, prev_;
+  int rank_, next_, prev_;
   bool oversubscribed_ = false, check_pids_ = false;
   std::string own_name_;
   Mapping own_, next_map_, prev_map_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -363,8 +364,9 @@ YoloHeadSpec read_yolo(SectionReader& r, DarknetLayer& l, CfgOptions* other) {
   const auto a = r.float_list("anchors");
   RG_CHECK(a.size() % 2 == 0, r.where("anchors"), ": an even number of values (w,h pairs) expected, got ", a.size());
   for (size_t i = 0; i < a.size(); i += 2) {
-    RG_CHECK(a[i] > 0 && a[i + 1] > 0, r.where("anchors"), ": anchor ", i / 2, " (", a[i], ", ", a[i + 1],
-             ") must be positive");
+    // Past FLT_MAX a float is inf, which the written cfg cannot hold (found by fuzz_darknet_cfg).
+    RG_CHECK(a[i] > 0 && a[i + 1] > 0 && a[i] <= FLT_MAX && a[i + 1] <= FLT_MAX, r.where("anchors"), ": anchor ", i / 2,
+             " (", a[i], ", ", a[i + 1], ") must be positive and finite in float32");
     h.all_anchors.push_back({static_cast<float>(a[i]), static_cast<float>(a[i + 1])});
   }
   const int64_t total = static_cast<int64_t>(h.all_anchors.size());

@@ -19,8 +19,9 @@ namespace rg::models {
 struct DarknetWeightsHeader {
   int32_t major = 0, minor = 2, revision = 5;
   uint64_t seen = 0;
-  bool seen_u64() const { return major * 10 + minor >= 2 && major < 1000 && minor < 1000; }
-  int64_t bytes() const { return 12 + (seen_u64() ? 8 : 4); }
+  // In 64 bits: a file's major * 10 may not fit an int32 (darknet's own test overflows there).
+  constexpr bool seen_u64() const { return int64_t{major} * 10 + minor >= 2 && major < 1000 && minor < 1000; }
+  constexpr int64_t bytes() const { return 12 + (seen_u64() ? 8 : 4); }
 };
 
 // Bytes of the tensor data of layers [0, cutoff) (cutoff < 0: every layer).

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "autograd/grad_mode.h"
 #include "core/json.h"
@@ -143,10 +144,14 @@ SafeTensors load_safetensors(const std::string& path) {
     size_t index;
   };
   std::vector<Span> spans;
+  // rg::Json keeps every duplicate key of an object: a name given twice is refused (fuzz_safetensors).
+  std::set<std::string> names, meta_keys;
   for (const auto& [name, entry] : header.as_object()) {
+    if (!names.insert(name).second) corrupt("the header names '" + name + "' twice");
     if (name == "__metadata__") {
       if (!entry.is_object()) corrupt("__metadata__ is not an object");
       for (const auto& [k, v] : entry.as_object()) {
+        if (!meta_keys.insert(k).second) corrupt("__metadata__ names '" + k + "' twice");
         if (!v.is_string()) corrupt("__metadata__ value for '" + k + "' is not a string");
         out.metadata.emplace_back(k, v.as_string());
       }
@@ -166,11 +171,17 @@ SafeTensors load_safetensors(const std::string& path) {
     Shape shape;
     uint64_t numel = 1;
     for (const Json& d : sh->as_array()) {
-      if (!d.is_number() || d.as_double() < 0 || d.as_double() != static_cast<double>(static_cast<int64_t>(d.as_double()))) {
+      // 0x1p63: the cast below is defined (the first double past INT64_MAX is refused).
+      if (!d.is_number() || d.as_double() < 0 || d.as_double() >= 0x1p63 ||
+          d.as_double() != static_cast<double>(static_cast<int64_t>(d.as_double()))) {
         corrupt(where + "bad shape " + sh->dump());
       }
       shape.push_back(d.as_int());
-      numel *= static_cast<uint64_t>(d.as_int());
+      // A product past 2^63 would wrap to a small (even zero) byte count: refused before it can.
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d.as_int()), &numel) ||
+          numel > static_cast<uint64_t>(INT64_MAX) / 8) {
+        corrupt(where + "shape " + sh->dump() + " has more elements than 64-bit sizes hold");
+      }
     }
     if (!of->is_array() || of->size() != 2 || !(*of)[0].is_number() || !(*of)[1].is_number()) {
       corrupt(where + "data_offsets must be [begin, end]");

@@ -29,7 +29,8 @@ if compgen -G ".devkit/debs/*.deb" >/dev/null; then
 else
   pkgs=(cmake ninja-build g++ libeigen3-dev doctest-dev ccache libjpeg-dev libstb-dev
         nlohmann-json3-dev libyaml-cpp-dev libexpat1-dev fonts-dejavu-core
-        libopenmpi-dev openmpi-bin python3 python3-venv iproute2)
+        libopenmpi-dev openmpi-bin python3 python3-venv iproute2
+        clang libclang-rt-14-dev)  # clang + its sanitizer/libFuzzer runtimes: scripts/fuzz.sh
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

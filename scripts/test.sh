@@ -21,3 +21,12 @@ if has_oracle; then
 fi
 
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure --timeout 1800
+
+# Every libFuzzer target briefly (fuzz/README.md), in its own clang build (build-fuzz, CPU only): the
+# checked-in seeds, crash inputs of the past (regress_*) among them, then 5 s of new inputs each.
+# Skipped when clang is missing (the offline kit of Note [Offline kit] has none).
+if command -v clang++ >/dev/null; then
+  FUZZ_FLAGS=-timeout=10 scripts/fuzz.sh "${RG_CI_FUZZ_SECONDS:-5}"
+else
+  echo "test.sh: clang++ not found, fuzz targets not run" >&2
+fi

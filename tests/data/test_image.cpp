@@ -140,6 +140,24 @@ TEST_CASE("image: corrupt, truncated, empty and missing files raise errors namin
   e = error_of<std::exception>([&] { read_image(dir / "trunc.png"); });
   CHECK(e.find("cannot decode '" + (dir / "trunc.png") + "'") != std::string::npos);
 
+  // Found by fuzz_png: a chunk stating far more bytes than the file holds made stb_image allocate them
+  // (528 MB here) before finding the file short. Refused from the chunk lengths, naming both counts.
+  std::string liar = png.substr(0, 33);  // signature and IHDR
+  liar += std::string("\x21\x00\x00\x00IDAT", 8) + png.substr(41, 40);
+  rg::test::write_bytes(dir / "liar.png", liar);
+  e = error_of<std::exception>([&] { read_image(dir / "liar.png"); });
+  CHECK_MESSAGE(e.find("cannot decode '" + (dir / "liar.png") + "': PNG chunk at byte 33 states 553648128 bytes of data, "
+                       "but only 40 follow its header") != std::string::npos, e);
+
+  // Found by fuzz_png too: a header stating 12 x 16515082 pixels over 300 bytes made stb_image allocate
+  // the 611 MB those pixels take. Refused: deflate cannot inflate the IDAT data that far (1032:1 at most).
+  std::string tall = png;
+  tall.replace(20, 4, std::string("\x00\xfc\x00\x0a", 4));  // IHDR height
+  rg::test::write_bytes(dir / "tall.png", tall);
+  e = error_of<std::exception>([&] { read_image(dir / "tall.png"); });
+  CHECK_MESSAGE(e.find("cannot decode '" + (dir / "tall.png") + "': the PNG header states 32x16515082 pixels (1585447872 "
+                       "bytes), more than its ") != std::string::npos, e);
+
   rg::test::write_bytes(dir / "text.jpg", "hello, this is not an image");
   e = error_of<std::exception>([&] { read_image(dir / "text.jpg"); });
   CHECK(e.find("cannot decode '" + (dir / "text.jpg") + "': not a JPEG or PNG file") != std::string::npos);

@@ -3,10 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "dist_test_util.h"
 #include "distributed/store.h"
+#include "distributed/socket_util.h"
+#include "distributed/store_protocol.h"
 
 using namespace rg;
 using namespace rg::dist;
@@ -84,6 +87,49 @@ TEST_CASE("TCPStore: wait and get time out naming the missing keys") {
   CHECK(ms < 3000);
   const std::string g = message_of([&] { server.get("nope"); });
   CHECK_MESSAGE(g.find("get timed out after 300 ms for key: nope") != std::string::npos, g);
+}
+
+TEST_CASE("store protocol: a request's timeout saturates at the clock's end instead of overflowing") {
+  // fuzz_store found a WAIT whose i64 timeout (360287970223521792 ms) overflowed the deadline into
+  // the past: the server answered "timed out" at once (and UBSan aborts there).
+  const auto now = std::chrono::steady_clock::now();
+  const auto year = std::chrono::hours(24 * 365);
+  CHECK(wire::wait_deadline(now, 360287970223521792) > now + year);
+  CHECK(wire::wait_deadline(now, INT64_MAX) == std::chrono::steady_clock::time_point::max() -
+                                                   (std::chrono::steady_clock::time_point::max() - now) % 1ms);
+  CHECK(wire::wait_deadline(now, 1500) == now + 1500ms);
+  CHECK(wire::wait_deadline(now, -7) == now);
+  CHECK(wire::wait_deadline(now, INT64_MIN) == now);
+  // and through a real server: a GET with that timeout waits until another client sets the key
+  TCPStore server("127.0.0.1", 0, true, 5s);
+  std::string err;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  net::Fd fd = net::connect_tcp("127.0.0.1", server.port(), deadline, &err);
+  REQUIRE_MESSAGE(fd.valid(), err);
+  const Bytes frame = wire::encode_request({wire::kGet, {"late"}, {}, 360287970223521792}).frame();
+  int e = 0;
+  REQUIRE(net::send_all(fd.get(), frame.data(), frame.size(), deadline, &e) == net::IoStatus::Ok);
+  std::this_thread::sleep_for(200ms);
+  TCPStore("127.0.0.1", server.port(), false, 5s).set("late", "v");
+  uint8_t reply[4 + 1 + 4 + 1];
+  REQUIRE(net::recv_all(fd.get(), reply, sizeof reply, deadline, &e) == net::IoStatus::Ok);
+  CHECK(reply[4] == 0);  // found, not timed out
+  CHECK(reply[9] == 'v');
+}
+
+TEST_CASE("store protocol: ADD wraps around at the ends of int64 instead of overflowing") {
+  // fuzz_store found ADD overflowing a signed add (UB; UBSan aborts there): it wraps, as int64 does on
+  // every host we run on.
+  wire::StoreState st;
+  const std::string max = "9223372036854775807";
+  st.apply({wire::kSet, {"n"}, Bytes(max.begin(), max.end()), 0});
+  const auto out = st.apply({wire::kAdd, {"n"}, {}, 1});
+  int64_t v = 0;
+  REQUIRE(out.reply.size() == 8);
+  std::memcpy(&v, out.reply.data(), 8);
+  CHECK(v == INT64_MIN);
+  const auto got = st.apply({wire::kGet, {"n"}, {}, 0});
+  CHECK(std::string(got.reply.begin() + 5, got.reply.end()) == "-9223372036854775808");
 }
 
 TEST_CASE("TCPStore: connecting to a port nobody serves fails naming the address and the time") {

@@ -189,6 +189,11 @@ TEST_CASE("cfg errors name the file, the line, the section number and the key") 
   e = err(std::string(kConv8) + "[shortcut]\nfrom=-2\n");
   CHECK(contains(e, "bad.cfg:14: section 2 [shortcut] (layer 1), key 'from': layer -2 (relative: -1) does not exist"));
 
+  // Found by fuzz_darknet_cfg: an anchor of 1e80 became inf in float32, and the cfg written back did not parse.
+  e = err(std::string(kConv8) + "[convolutional]\nfilters=18\nsize=1\nactivation=linear\n[yolo]\nmask=0,1,2\n"
+                                 "anchors=10,13, 16,30, 1e80,23\nclasses=1\nnum=3\n");
+  CHECK_MESSAGE(contains(e, "key 'anchors': anchor 2 (1e+80, 23) must be positive and finite in float32"), e);
+
   // Shapes that do not concatenate (different strides) or add (different channels, strides).
   const std::string down = "[convolutional]\nfilters=8\nsize=3\nstride=2\npad=1\nactivation=leaky\n";
   e = err(std::string(kConv8) + down + "[route]\nlayers=-1, 0\n");

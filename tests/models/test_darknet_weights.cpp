@@ -148,7 +148,12 @@ TEST_CASE("header variants: u32 `seen` before version 0.2 (and for major or mino
     int32_t major, minor, revision;
     bool u64;
   };
-  for (const V v : {V{0, 1, 0, false}, V{0, 2, 0, true}, V{1, 0, 0, true}, V{1000, 1, 0, false}, V{0, 1000, 0, false}}) {
+  // The last three overflowed major * 10 in 32 bits (fuzz_darknet_weights, UBSan): darknet's test done in
+  // 64 bits. Evaluated at compile time too, where an overflow does not compile.
+  static_assert(!DarknetWeightsHeader{.major = 436211200, .minor = 0}.seen_u64());
+  static_assert(!DarknetWeightsHeader{.major = INT32_MIN, .minor = 999}.seen_u64());
+  for (const V v : {V{0, 1, 0, false}, V{0, 2, 0, true}, V{1, 0, 0, true}, V{1000, 1, 0, false}, V{0, 1000, 0, false},
+                    V{436211200, 0, 0, false}, V{INT32_MIN, 999, 0, false}, V{INT32_MAX, 0, 0, false}}) {
     CAPTURE(v.major);
     CAPTURE(v.minor);
     std::string f;

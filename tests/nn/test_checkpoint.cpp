@@ -216,6 +216,19 @@ TEST_CASE("safetensors: corrupt files are refused by name and the model is left 
       {"missing field", R"({"weight":{"dtype":"F32","shape":[2,3]}})", data, -1, {"corrupt", "data_offsets"}},
       {"trailing bytes", good, data + "xyz", -1, {"corrupt", "trailing"}},
       {"shorter than a length", "", "", -2, {"truncated"}},
+      // found by fuzz_safetensors: rg::Json keeps both entries of a duplicated key
+      {"duplicate name",
+       R"({"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[32,40]}})",
+       data + std::string(8, '\0'), -1, {"corrupt", "names 'bias' twice"}},
+      {"duplicate metadata key", R"({"__metadata__":{"a":"1","a":"2"},)" + good.substr(1), data, -1,
+       {"corrupt", "__metadata__ names 'a' twice"}},
+      // 2^32 * 2^32 elements wrapped to 0 bytes, matching an empty span; 1e300 overflowed the cast to int64
+      {"element count past 64 bits",
+       R"({"weight":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+       data.substr(0, 8), -1, {"corrupt", "tensor 'weight'", "more elements than 64-bit sizes hold"}},
+      {"dim past int64",
+       R"({"weight":{"dtype":"F32","shape":[1e300],"data_offsets":[0,0]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+       data.substr(0, 8), -1, {"corrupt", "tensor 'weight'", "bad shape"}},
   };
   for (const Bad& c : cases) {
     CAPTURE(c.name);
