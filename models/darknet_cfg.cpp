@@ -248,6 +248,14 @@ const std::vector<std::string> kYoloAccepted = {"random", "resize", "nms_kind", 
                                                 "objectness_smooth", "track_history_size", "sim_thresh", "dets_for_track",
                                                 "dets_for_show", "track_ciou_norm", "embedding_layer"};
 
+// Note [Cfg bounds]: sizes are bounded far above any real network so that the layer table's
+// products (filters x channels x size^2, output planes) stay inside int64 (a fuzzed
+// `filters=511111111111111112` overflowed the parameter count).
+constexpr int64_t kMaxChannels = int64_t{1} << 16, kMaxKernel = 255, kMaxStride = 1024, kMaxImage = int64_t{1} << 16;
+void check_range(SectionReader& r, const char* key, int64_t v, int64_t lo, int64_t hi) {
+  RG_CHECK(v >= lo && v <= hi, r.where(key), ": must be in ", lo, "..", hi, ", got ", v);
+}
+
 DarknetNetConfig read_net(SectionReader& r) {
   DarknetNetConfig n;
   r.set_known({"width", "height", "channels", "batch", "subdivisions", "momentum", "decay", "learning_rate", "burn_in",
@@ -256,6 +264,9 @@ DarknetNetConfig read_net(SectionReader& r) {
   n.height = r.integer("height", n.height);
   n.channels = r.integer("channels", n.channels);
   RG_CHECK(n.width > 0 && n.height > 0 && n.channels > 0, r.where(""), ": width, height and channels must be positive");
+  check_range(r, "width", n.width, 1, kMaxImage);
+  check_range(r, "height", n.height, 1, kMaxImage);
+  check_range(r, "channels", n.channels, 1, kMaxChannels);
   n.batch = r.integer("batch", n.batch);
   n.subdivisions = r.integer("subdivisions", n.subdivisions);
   n.momentum = r.number("momentum", n.momentum);
@@ -305,11 +316,11 @@ void read_conv(SectionReader& r, DarknetLayer& l) {
   if (pad) l.padding = l.size / 2;  // darknet: pad=1 overrides padding
   l.groups = r.integer("groups", 1);
   l.activation = read_activation(r, "logistic");
-  RG_CHECK(l.filters > 0, r.where("filters"), ": must be positive, got ", l.filters);
-  RG_CHECK(l.size > 0, r.where("size"), ": must be positive, got ", l.size);
-  RG_CHECK(l.stride > 0, r.where("stride"), ": must be positive, got ", l.stride);
-  RG_CHECK(l.padding >= 0, r.where("padding"), ": must be >= 0, got ", l.padding);
-  RG_CHECK(l.groups > 0, r.where("groups"), ": must be positive, got ", l.groups);
+  check_range(r, "filters", l.filters, 1, kMaxChannels);
+  check_range(r, "size", l.size, 1, kMaxKernel);
+  check_range(r, "stride", l.stride, 1, kMaxStride);
+  check_range(r, "padding", l.padding, 0, kMaxKernel);
+  check_range(r, "groups", l.groups, 1, kMaxChannels);
   r.finish({}, nullptr);
 }
 
@@ -340,9 +351,9 @@ void read_maxpool(SectionReader& r, DarknetLayer& l) {
   l.stride = r.integer("stride", 1);
   l.size = r.integer("size", l.stride);
   l.padding = r.integer("padding", l.size - 1);
-  RG_CHECK(l.size > 0, r.where("size"), ": must be positive, got ", l.size);
-  RG_CHECK(l.stride > 0, r.where("stride"), ": must be positive, got ", l.stride);
-  RG_CHECK(l.padding >= 0, r.where("padding"), ": must be >= 0, got ", l.padding);
+  check_range(r, "size", l.size, 1, kMaxKernel);
+  check_range(r, "stride", l.stride, 1, kMaxStride);
+  check_range(r, "padding", l.padding, 0, kMaxKernel);
   r.finish({}, nullptr);
 }
 
@@ -351,6 +362,7 @@ void read_upsample(SectionReader& r, DarknetLayer& l) {
   l.stride = r.integer("stride", 2);
   RG_CHECK(l.stride > 0, r.where("stride"), ": must be positive (downsampling upsample layers are not supported), got ",
            l.stride);
+  check_range(r, "stride", l.stride, 1, kMaxStride);
   r.finish({}, nullptr);
 }
 

@@ -194,6 +194,17 @@ TEST_CASE("cfg errors name the file, the line, the section number and the key") 
                                  "anchors=10,13, 16,30, 1e80,23\nclasses=1\nnum=3\n");
   CHECK_MESSAGE(contains(e, "key 'anchors': anchor 2 (1e+80, 23) must be positive and finite in float32"), e);
 
+  // Found by fuzz_darknet_cfg: filters=511111111111111112 overflowed the layer table's parameter
+  // count (Note [Cfg bounds]); every size key is bounded, and the message names the range.
+  e = err(std::string(kConv8) + "[convolutional]\nfilters=511111111111111112\nsize=3\n");
+  CHECK_MESSAGE(contains(e, "bad.cfg:14: section 2 [convolutional] (layer 1), key 'filters': must be in 1..65536, got "
+                            "511111111111111112"), e);
+  CHECK(contains(err(std::string(kConv8) + "[convolutional]\nsize=4096\n"), "key 'size': must be in 1..255"));
+  CHECK(contains(err(std::string(kConv8) + "[maxpool]\nstride=99999\n"), "key 'stride': must be in 1..1024"));
+  CHECK(contains(err(std::string(kConv8) + "[upsample]\nstride=4097\n"), "key 'stride': must be in 1..1024"));
+  CHECK(contains(error_of([] { parse_darknet_cfg("[net]\nwidth=9999999\n", "x.cfg"); }),
+                 "key 'width': must be in 1..65536"));
+
   // Shapes that do not concatenate (different strides) or add (different channels, strides).
   const std::string down = "[convolutional]\nfilters=8\nsize=3\nstride=2\npad=1\nactivation=leaky\n";
   e = err(std::string(kConv8) + down + "[route]\nlayers=-1, 0\n");
