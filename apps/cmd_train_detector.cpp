@@ -28,7 +28,8 @@ train::CommandSpec detect_command() {
   s.notes =
       "outputs (rank 0, in --out): last.safetensors and best.safetensors (weights under ultralytics' darknet names\n"
       "module_list.<i>.Conv2d.weight ..., training state, metadata: class names, img, cfg text with its anchors),\n"
-      "last.weights (darknet format), results.csv, train_batch0.jpg, val_batch0_pred.jpg.\n"
+      "last.weights (darknet format), results.csv, results.png, PR_curve.png, confusion_matrix.png,\n"
+      "train_batch0.jpg, val_batch0_pred.jpg.\n"
       "distributed: --device 0,1,2,3 (or cpu,cpu) starts one DDP rank per device here (--mode dp: DataParallel in\n"
       "one process); `ringgrad launch --nproc-per-node N -- ringgrad train-detector ...`, srun and mpirun work too.\n"
       "Evaluate a checkpoint with `ringgrad val --weights OUT/best.safetensors`; run it on images with\n"

@@ -14,11 +14,13 @@
 #include "core/error.h"
 #include "data/detection_loader.h"
 #include "data/draw.h"
+#include "data/plot.h"
 #include "data/synthetic.h"
 #include "data/synthetic_detect.h"
 #include "data/transforms.h"
 #include "data/yaml_util.h"
 #include "data/yolo_format.h"
+#include "metrics/confusion_matrix.h"
 #include "models/autoanchor.h"
 #include "models/darknet.h"
 #include "models/darknet_weights.h"
@@ -360,8 +362,7 @@ class DetectTask : public train::Task {
       ctx.log(1, "validation of the final model (" + std::string(ctx.opts.ema ? "EMA" : "model") + "), " +
                      std::to_string(last_eval_.images) + " images:\n" + per_class_table(last_eval_, names_));
     }
-    // Pictures: results.png, PR_curve.png and confusion_matrix.png come with the plots work
-    // (data/plot.h); until it lands, results.csv, train_batch0.jpg and val_batch0_pred.jpg are written.
+    write_pictures(e);
   }
 
  private:
@@ -452,6 +453,20 @@ class DetectTask : public train::Task {
     d.train_size = train_set_->size();
     d.val_size = val_set_->size();
     return d;
+  }
+
+  // results.png from results.csv (written before this call), and after a validation PR_curve.png
+  // and confusion_matrix.png of the evaluated model (the EMA's with --ema) on the whole val split.
+  void write_pictures(const train::EpochEnd& e) const {
+    const fs::path out(e.out);
+    if (fs::exists(out / "results.csv")) data::plot_results_csv((out / "results.csv").string(), (out / "results.png").string());
+    if (!e.metrics || last_eval_.records.empty()) return;
+    const int64_t nc = static_cast<int64_t>(names_.size());
+    const metrics::PrCurves pr = metrics::pr_curves_at_50(last_eval_.records, nc);
+    data::plot_pr_curves(pr.precision, pr.recall_grid, pr.ap50, names_, (out / "PR_curve.png").string());
+    metrics::ConfusionMatrix cm(nc);  // ultralytics' conf 0.25, IoU 0.45
+    for (const auto& r : last_eval_.records) cm.add(r);
+    data::plot_confusion_matrix(cm.counts(), names_, (out / "confusion_matrix.png").string());
   }
 
   // ultralytics' train_batch0.jpg: the first training batch this process makes, with its targets.
