@@ -118,7 +118,7 @@ LoadedDetector load_detector(const std::string& weights, const std::string& cfg,
     return d;
   }
   const nn::SafeTensors st = nn::load_safetensors(weights);
-  std::string cfg_text, kind = "state_dict";
+  std::string cfg_text, cfg_name, kind = "state_dict";
   if (const std::string* m = st.meta("trainer")) {
     const Json t = Json::parse(*m);
     const Json* f = t.find("format");
@@ -126,6 +126,7 @@ LoadedDetector load_detector(const std::string& weights, const std::string& cfg,
              "' is a ringgrad checkpoint of another task (format ", f && f->is_string() ? f->as_string() : "?",
              "), not a detector");
     cfg_text = t["cfg_text"].as_string();
+    if (const Json* n = t.find("cfg"); n && n->is_string()) cfg_name = n->as_string();
     for (const auto& n : t["names"].as_array()) d.names.push_back(n.as_string());
     d.img = t["img"].as_int();
     d.config = t["config"];
@@ -134,6 +135,7 @@ LoadedDetector load_detector(const std::string& weights, const std::string& cfg,
   RG_CHECK(!cfg.empty() || !cfg_text.empty(), "'", weights,
            "' is a plain state_dict without a network description: give its cfg with --cfg");
   models::DarknetCfg c = cfg.empty() ? models::parse_darknet_cfg(cfg_text, weights + ":cfg") : models::load_darknet_cfg(cfg);
+  if (cfg.empty() && !cfg_name.empty()) c.name = cfg_name;  // the cfg the run trained, as its metadata names it
   d.model = std::make_shared<models::Darknet>(c);
   bool ema = false;
   d.model->load_state_dict(model_tensors(st, prefer_ema, &ema), /*strict=*/true);
