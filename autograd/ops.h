@@ -103,6 +103,8 @@ Tensor norm(const Tensor& x);  // 2-norm of all elements
 Tensor matmul(const Tensor& a, const Tensor& b);  // torch.matmul
 Tensor mm(const Tensor& a, const Tensor& b);      // (M, K) @ (K, N)
 Tensor bmm(const Tensor& a, const Tensor& b);     // (B, M, K) @ (B, K, N)
+// torch.addmm(bias, a, b) with beta = alpha = 1: bias (N) + a (M, K) @ b (K, N), rounded once
+Tensor addmm(const Tensor& bias, const Tensor& a, const Tensor& b);
 
 // ---- shape, joining and indexing (autograd/ops_shape.cpp). The view methods are on Tensor.
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);

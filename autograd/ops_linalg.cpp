@@ -1,5 +1,5 @@
 // Differentiable matrix products: matmul (torch.matmul: 1-D operands, broadcast batch dims; the
-// gradients are summed back to each input's shape), mm and bmm. Backward products use transposed
+// gradients are summed back to each input's shape), mm, bmm and addmm (bias + product, one gemm). Backward products use transposed
 // views of the saved operands, never transposed copies.
 #include "autograd/autocast.h"
 #include "autograd/function.h"
@@ -104,6 +104,24 @@ struct MmBackward : Node {
   }
 };
 
+// ---- addmm: the bias is a 1-D row added to every row of the product.
+struct AddmmBackward : Node {
+  SavedVariable a, b;
+  std::string name() const override { return "AddmmBackward"; }
+  void release_variables() override {
+    a.reset();
+    b.reset();
+  }
+  TensorList apply(TensorList&& grads) override {
+    const Tensor g = gemm_ready(grads[0]);  // (M, N)
+    Tensor gbias, ga, gb;
+    if (next_edges[0].valid()) gbias = native::sum(g, {0});                       // (N)
+    if (next_edges[1].valid()) ga = native::matmul(g, mT(b.unpack(this)));        // (M, K)
+    if (next_edges[2].valid()) gb = native::matmul(mT(a.unpack(this)), g);        // (K, N)
+    return {gbias, ga, gb};
+  }
+};
+
 void check_same_dtype_device(const Tensor& a, const Tensor& b, const char* op) {
   RG_CHECK(a.dtype() == b.dtype(), op, ": expected both operands to have the same dtype, but got ",
            dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
@@ -161,6 +179,37 @@ Tensor bmm(const Tensor& a_in, const Tensor& b_in) {
   if (auto n = record<MmBackward>({&a, &b}, true)) {
     if (n->next_edges[1].valid()) n->a = SavedVariable(a);
     if (n->next_edges[0].valid()) n->b = SavedVariable(b);
+    set_history(out, n);
+  }
+  return out;
+}
+
+// Note [Linear rounds once]: bias + a @ b is one gemm with beta = 1 into an output prefilled with
+// the bias, so in f16/bf16 the f32 accumulator and the bias are summed before the single rounding
+// to the output dtype, as cuBLAS' addmm under PyTorch's autocast linear. A product rounded to bf16
+// and then added to the bias would round twice (257 -> 256, + 0.5 -> 256 instead of 258).
+Tensor addmm(const Tensor& bias_in, const Tensor& a_in, const Tensor& b_in) {
+  const Tensor bias = amp::autocast_lower(bias_in), a = amp::autocast_lower(a_in), b = amp::autocast_lower(b_in);
+  Tensor out;
+  {
+    OpScope scope("addmm", {&bias, &a, &b});
+    RG_CHECK(bias.defined() && a.defined() && b.defined(), "addmm: undefined operand");
+    RG_CHECK(a.dim() == 2 && b.dim() == 2, "addmm: expected 2-D mat1 and mat2, got ", a.dim(), "-D and ", b.dim(), "-D");
+    RG_CHECK(a.size(1) == b.size(0), "addmm: mat1 and mat2 shapes cannot be multiplied (", a.size(0), "x", a.size(1),
+             " and ", b.size(0), "x", b.size(1), ")");
+    RG_CHECK(bias.dim() == 1 && bias.size(0) == b.size(1), "addmm: bias ", shape_str(bias.sizes()),
+             " must be (", b.size(1), ") to add to a (", a.size(0), ", ", b.size(1), ") product");
+    check_same_dtype_device(a, b, "addmm");
+    check_same_dtype_device(bias, a, "addmm");
+    // (M, N), every row the bias; a fresh buffer even for M = 1, where a contiguous view of the
+    // expanded bias would be the bias itself and the gemm would write into it.
+    out = empty({a.size(0), b.size(1)}, TensorOptions(a.dtype()).device(a.device()));
+    native::copy_(out, native::expand(bias, out.sizes()));
+  }
+  native::bmm_out(native::unsqueeze(out, 0), native::unsqueeze(a, 0), native::unsqueeze(b, 0), 1.0, 1.0);
+  if (auto n = record<AddmmBackward>({&bias, &a, &b})) {
+    if (n->next_edges[2].valid()) n->a = SavedVariable(a);
+    if (n->next_edges[1].valid()) n->b = SavedVariable(b);
     set_history(out, n);
   }
   return out;

@@ -2,7 +2,10 @@
 // off, f16): our conv2d (the cached cuDNN algorithm, through rg::native) vs the time cuDNN's
 // cudnnFind reports for its best algorithm, per direction (target: within 5%). CPU (batch 8, f32):
 // GFLOP/s of our im2col convolution vs our GEMM of the same (M, K, N). Runs without a GPU.
+// --layers yolov3-tiny: YOLOv3-tiny-416's convolutions instead (benchmarks/torch_twin/conv_layers.py
+// times PyTorch's on the same shapes).
 // Usage: bench_conv [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N]
+//        [--layers resnet50|yolov3-tiny] [--im2col]   (--im2col: no direct CPU path, Note [CPU direct convolution])
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu/conv_path.h"
 #include "core/cuda_api.h"
 #include "core/cudnn_config.h"
 #include "core/gemm_config.h"
@@ -32,7 +36,7 @@ struct Layer {
   int64_t C, H, O, k, stride, pad;  // square images and kernels
 };
 // ResNet-50 (224 x 224 input): the stem, and a 3x3 and 1x1 of each stage.
-const std::vector<Layer> kLayers = {
+const std::vector<Layer> kResNetLayers = {
     {"conv1 7x7/2", 3, 224, 64, 7, 2, 3},
     {"layer1 3x3", 64, 56, 64, 3, 1, 1},
     {"layer1 1x1 up", 64, 56, 256, 1, 1, 0},
@@ -43,6 +47,18 @@ const std::vector<Layer> kLayers = {
     {"layer4 3x3", 512, 7, 512, 3, 1, 1},
     {"layer4 1x1 up", 512, 7, 2048, 1, 1, 0},
 };
+// YOLOv3-tiny at 416: every convolution, by cfg layer index (the same list as torch_twin/conv_layers.py).
+const std::vector<Layer> kTinyLayers = {
+    {"0 3x3 3>16", 3, 416, 16, 3, 1, 1},        {"2 3x3 16>32", 16, 208, 32, 3, 1, 1},
+    {"4 3x3 32>64", 32, 104, 64, 3, 1, 1},      {"6 3x3 64>128", 64, 52, 128, 3, 1, 1},
+    {"8 3x3 128>256", 128, 26, 256, 3, 1, 1},   {"10 3x3 256>512", 256, 13, 512, 3, 1, 1},
+    {"12 3x3 512>1024", 512, 13, 1024, 3, 1, 1}, {"13 1x1 1024>256", 1024, 13, 256, 1, 1, 0},
+    {"14 3x3 256>512", 256, 13, 512, 3, 1, 1},  {"15 1x1 512>255", 512, 13, 255, 1, 1, 0},
+    {"18 1x1 256>128", 256, 13, 128, 1, 1, 0},  {"21 3x3 384>256", 384, 26, 256, 3, 1, 1},
+    {"22 1x1 256>255", 256, 26, 255, 1, 1, 0},
+};
+std::vector<Layer> kLayers = kResNetLayers;
+const char* kLayerSet = "ResNet-50";
 
 int64_t out_size(const Layer& l) { return (l.H + 2 * l.pad - l.k) / l.stride + 1; }
 double conv_flops(const Layer& l, int64_t N) {
@@ -66,7 +82,9 @@ void cpu_rows(int reps, int64_t N) {
   std::printf("CPU (f32, batch %lld): our im2col conv vs our GEMM of the same M x K x N (M = Cout, K = Cin k k, "
               "N = batch Ho Wo)\n",
               static_cast<long long>(N));
-  std::printf("%-17s %-5s %12s %12s %10s\n", "layer", "dir", "conv GFLOP/s", "GEMM GFLOP/s", "conv/GEMM");
+  std::printf("%-17s %-5s %9s %12s %12s %10s\n", "layer", "dir", "conv ms", "conv GFLOP/s", "GEMM GFLOP/s",
+              "conv/GEMM");
+  double total_ms = 0;
   for (const Layer& l : kLayers) {
     const int64_t Ho = out_size(l);
     const Tensor x = rnd({N, l.C, l.H, l.H}, DType::f32, kCPU, 1);
@@ -90,11 +108,13 @@ void cpu_rows(int reps, int64_t N) {
     };
     for (const Dir& d : dirs) {
       const double ms = bench::time_cpu_ms(d.fn, 1, reps);
-      std::printf("%-17s %-5s %12.1f %12.1f %10.2f\n", l.name, d.name, fl / ms * 1e-6, fl / gemm_ms * 1e-6,
+      total_ms += ms;
+      std::printf("%-17s %-5s %9.2f %12.1f %12.1f %10.2f\n", l.name, d.name, ms, fl / ms * 1e-6, fl / gemm_ms * 1e-6,
                   gemm_ms / ms);
       std::fflush(stdout);
     }
   }
+  std::printf("%-17s %-5s %9.2f\n", "total", "", total_ms);
 }
 
 // ---- GPU
@@ -247,12 +267,20 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--gpu-batch") && i + 1 < argc) gpu_batch = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--cpu-only")) gpu = false;
     else if (!std::strcmp(argv[i], "--gpu-only")) cpu = false;
-    else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N]\n", argv[0]);
+    else if (!std::strcmp(argv[i], "--im2col")) cpu::set_conv_path(cpu::ConvPath::Im2col);
+    else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc && !std::strcmp(argv[i + 1], "yolov3-tiny")) {
+      kLayers = kTinyLayers;
+      kLayerSet = "YOLOv3-tiny-416";
+      ++i;
+    } else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc && !std::strcmp(argv[i + 1], "resnet50")) {
+      ++i;
+    } else {
+      std::fprintf(stderr, "usage: %s [--reps N] [--cpu-only] [--gpu-only] [--cpu-batch N] [--gpu-batch N] "
+                   "[--layers resnet50|yolov3-tiny] [--im2col]\n", argv[0]);
       return 2;
     }
   }
-  std::printf("bench_conv: ResNet-50 convolution layers, median of %d timed runs after warmup\n\n", reps);
+  std::printf("bench_conv: %s convolution layers, median of %d timed runs after warmup\n\n", kLayerSet, reps);
   if (gpu) {
     if (cuda::device_count() > 0) {
       gpu_rows(reps, gpu_batch);

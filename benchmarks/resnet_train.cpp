@@ -4,6 +4,7 @@
 // the forward/backward/optimizer split, plus the f16-AMP/f32 ratio (issue target >= 2.0 on GPU).
 // Usage: bench_resnet_train [--cpu-only] [--gpu-only] [--model resnet50|resnet18] [--batch 64]
 //        [--size 224] [--cpu-batch 8] [--cpu-size 224] [--steps N] [--cpu-steps N]
+//        [--gpu-modes f32,tf32,f16-amp,bf16-amp]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -213,7 +214,12 @@ int main(int argc, char** argv) {
                             {"tf32", true, false, DType::f32},
                             {"f16-amp", false, true, DType::f16},
                             {"bf16-amp", false, true, DType::bf16}};
+      const char* only = opt_value(argc, argv, "--gpu-modes");  // e.g. "f32,f16-amp"
       for (const Spec& s : specs) {
+        if (only) {  // exact names, comma-separated
+          const std::string list = std::string(",") + only + ",";
+          if (list.find(std::string(",") + s.name + ",") == std::string::npos) continue;
+        }
         Mode m;
         m.name = s.name;
         m.device = Device::cuda(0);

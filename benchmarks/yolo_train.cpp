@@ -4,7 +4,9 @@
 // counts 3x); the CPU peak is an Eigen f32 GEMM measured in the same run, the GPU peak the device's spec.
 // Then where a CPU training step goes by layer type (each layer's ops timed alone, forward + backward).
 // Usage: bench_yolo_train [--cpu-only] [--gpu-only] [--models yolov3,yolov3-tiny] [--size 416]
-//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--no-breakdown | --breakdown-only]
+//        [--cpu-batch 2] [--batch 16] [--steps N] [--cpu-steps N] [--cpu-modes f32,bf16] [--gpu-modes f32,f16]
+//        [--no-peak]
+//        [--no-breakdown | --breakdown-only]   (benchmarks/torch_twin/compare.sh runs the f32 CPU row alone)
 // GCC 12 reports false -Wmaybe-uninitialized inside Eigen's AVX-512 intrinsics (as for core/cpu/gemm.cpp).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -301,15 +303,19 @@ int main(int argc, char** argv) {
   std::printf("TFLOP/s = model FLOPs x img/s (a step counts 3x the forward); MFU = that over the peak below\n\n");
 
   if (cpu) {
-    const double peak = eigen_gemm_gflops();
-    std::printf("CPU peak: Eigen f32 GEMM 2048^3 in this run, %d thread(s): %.1f GFLOP/s (also the bf16 rows' "
-                "reference)\n", Eigen::nbThreads(), peak);
+    const double peak = has(argc, argv, "--no-peak") ? 0.0 : eigen_gemm_gflops();
+    if (peak > 0) {
+      std::printf("CPU peak: Eigen f32 GEMM 2048^3 in this run, %d thread(s): %.1f GFLOP/s (also the bf16 rows' "
+                  "reference)\n", Eigen::nbThreads(), peak);
+    }
+    const std::string cpu_modes = opt_value(argc, argv, "--cpu-modes") ? opt_value(argc, argv, "--cpu-modes") : "f32,bf16";
     std::printf("%-12s %-7s %-9s %5s %9s %9s %9s %9s %9s %8s %8s\n", "model", "device", "mode", "batch", "fwd img/s",
                 "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
     std::map<std::string, double> f32_step_ms;
     for (const auto& n : names) {
       if (has(argc, argv, "--breakdown-only")) break;
       for (const bool amp : {false, true}) {
+        if (cpu_modes.find(amp ? "bf16" : "f32") == std::string::npos) continue;
         Mode m;
         m.model = n;
         m.name = amp ? "bf16-amp" : "f32";
@@ -346,8 +352,10 @@ int main(int argc, char** argv) {
       }
       std::printf("%-12s %-7s %-9s %5s %9s %9s %9s %9s %9s %8s %8s\n", "model", "device", "mode", "batch", "fwd img/s",
                   "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
+      const std::string gpu_modes = opt_value(argc, argv, "--gpu-modes") ? opt_value(argc, argv, "--gpu-modes") : "f32,f16";
       for (const auto& n : names) {
         for (const bool amp : {false, true}) {
+          if (gpu_modes.find(amp ? "f16" : "f32") == std::string::npos) continue;
           Mode m;
           m.model = n;
           m.name = amp ? "f16-amp" : "f32";

@@ -18,19 +18,19 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   // itself is cast, so the cast cache serves it, rather than its transposed view inside matmul.
   const Tensor xa = amp::autocast_lower(x), wa = amp::autocast_lower(weight);
   // (..., in) is folded to (rows, in): one gemm, and the weight gradient needs no batch reduction.
+  // With a bias it is one addmm (Note [Linear rounds once]).
+  Shape out_shape = xa.sizes();
+  out_shape.back() = weight.size(0);
+  const Tensor x2 = xa.dim() == 2 ? xa : xa.reshape({-1, xa.size(-1)});  // (rows, in)
   Tensor y;
-  if (xa.dim() > 2) {
-    Shape out_shape = xa.sizes();
-    out_shape.back() = weight.size(0);
-    y = matmul(xa.reshape({-1, xa.size(-1)}), wa.t()).reshape(out_shape);
-  } else {
-    y = matmul(xa, wa.t());  // (N, out) or (out)
-  }
   if (bias.defined()) {
     Tensor b = amp::autocast_lower(bias);
-    if (b.dtype() != y.dtype()) b = b.to(y.dtype());  // y's dtype wins, as PyTorch's linear
-    y = add(y, b);
+    if (b.dtype() != xa.dtype()) b = b.to(xa.dtype());  // the product's dtype wins, as PyTorch's linear
+    y = addmm(b, x2, wa.t());                            // (rows, out)
+  } else {
+    y = matmul(x2, wa.t());
   }
+  if (xa.dim() != 2) y = y.reshape(out_shape);
   return y;
 }
 

@@ -10,6 +10,8 @@
 #               of the CPU executables: the ctest entries test_nn_gpu, test_e2e_gpu, ...)
 #   bench       elementwise, GEMM, conv and ResNet-50 training-step benchmarks
 #   bench-dist  the CUDA-IPC allreduce benchmark and `ringgrad bench dp-vs-ddp` on one GPU
+#   twin        ours vs the PyTorch twin (benchmarks/torch_twin/compare.sh) with the PyTorch installed
+#               here: YOLOv3-tiny, YOLOv3, ResNet-50, batch 16, f32 and f16 AMP; skipped without torch
 # Each stage fits one 10-minute call of the lent-GPU tool (every step has its own time limit),
 # writes at most 4 files, and ends with a one-line summary per step. On a machine without a package
 # registry, run scripts/device_kit.sh beforehand where apt works and bring .devkit along
@@ -71,6 +73,16 @@ stage_bench_dist() {
     "$B/apps/ringgrad" bench dp-vs-ddp --device cuda --replicas 1,2 --sync-bn --out "$OUT/dp_vs_ddp"
 }
 
+stage_twin() {
+  local log="$OUT/twin.log"
+  if ! benchmarks/torch_twin/compare.sh --check --device cuda 2>&1 | tee -a "$log"; then
+    summary+=("$(printf '%-28s %-26s %4ds  %s' twin "SKIPPED (no CUDA torch)" 0 "$log")")
+    return 0
+  fi
+  step "twin f32 (batch 16)" 290 "$log" benchmarks/torch_twin/compare.sh --device cuda --amp none --runs 2
+  step "twin f16-amp (batch 16)" 290 "$log" benchmarks/torch_twin/compare.sh --device cuda --amp f16 --runs 2
+}
+
 # cuDNN loads its engine libraries with dlopen: put the folders of the cuDNN and NCCL that CMake found
 # (pip wheels included) on the loader path, so that they resolve from there too.
 lib_path() {
@@ -85,7 +97,7 @@ lib_path() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(build gpu-tests cpu-tests bench bench-dist)
+[ ${#stages[@]} -eq 0 ] && stages=(build gpu-tests cpu-tests bench bench-dist twin)
 for s in "${stages[@]}"; do
   lib_path
   case "$s" in
@@ -94,7 +106,8 @@ for s in "${stages[@]}"; do
     cpu-tests) stage_cpu_tests ;;
     bench) stage_bench ;;
     bench-dist) stage_bench_dist ;;
-    *) echo "gpu_check: unknown stage '$s' (build, gpu-tests, cpu-tests, bench, bench-dist)" >&2; exit 2 ;;
+    twin) stage_twin ;;
+    *) echo "gpu_check: unknown stage '$s' (build, gpu-tests, cpu-tests, bench, bench-dist, twin)" >&2; exit 2 ;;
   esac
 done
 echo

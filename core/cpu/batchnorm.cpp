@@ -1,6 +1,6 @@
 // CPU batch norm kernels on contiguous x (N, C, *): per-channel statistics (two-pass, double
-// accumulation), the normalising forward, and the two backward pieces (per-channel sums, then the
-// elementwise input gradient). Note [Batch norm pieces] in nn/functional_norm.cpp.
+// accumulation in vector lanes), the normalising forward, and the two backward pieces (per-channel
+// sums, then the elementwise input gradient). Note [Batch norm pieces] in nn/functional_norm.cpp.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -51,11 +51,13 @@ void batchnorm_stats_cpu(const Tensor& mean, const Tensor& var, const Tensor& x)
       for (int64_t c = cb; c < ce; ++c) {
         double sum = 0;
         for_channel_rows(xp, d, c, [&](const scalar_t* row, int64_t) {
+_Pragma("omp simd reduction(+ : sum)")
           for (int64_t i = 0; i < d.s; ++i) sum += cpu::cast<double>(row[i]);
         });
         const double m = sum / count;
         double ss = 0;  // second pass: squared deviations from the mean (no cancellation)
         for_channel_rows(xp, d, c, [&](const scalar_t* row, int64_t) {
+_Pragma("omp simd reduction(+ : ss)")
           for (int64_t i = 0; i < d.s; ++i) {
             const double dv = cpu::cast<double>(row[i]) - m;
             ss += dv * dv;
@@ -107,6 +109,7 @@ void batchnorm_bwd_reduce_cpu(const Tensor& sum_dy, const Tensor& sum_dy_xmu, co
         double s1 = 0, s2 = 0;
         for (int64_t n = 0; n < d.n; ++n) {
           const int64_t base = (n * d.c + c) * d.s;
+_Pragma("omp simd reduction(+ : s1, s2)")
           for (int64_t i = 0; i < d.s; ++i) {
             const double g = cpu::cast<double>(gp[base + i]);
             s1 += g;

@@ -10,7 +10,11 @@
 #include <type_traits>
 #include <vector>
 
+#include <atomic>
+
+#include "core/cpu/conv_path.h"
 #include "core/cpu/loops.h"
+#include "core/cpu/sgemm.h"
 #include "core/kernels.h"
 
 namespace rg {
@@ -172,15 +176,17 @@ void im2col(A* col, const T* x, const Geom& g, int64_t oh0, int64_t oh1, bool pa
   });
 }
 
-// The adjoint of im2col: adds col (K, L) into the planes x (Cg, H, W) for output rows [oh0, oh1).
+// The adjoint of im2col: adds col (K, L; row stride ld, L by default) into the planes x (Cg, H, W)
+// for output rows [oh0, oh1).
 template <typename A>
-void col2im(A* x, const A* col, const Geom& g, int64_t oh0, int64_t oh1, bool par) {
+void col2im(A* x, const A* col, const Geom& g, int64_t oh0, int64_t oh1, bool par, int64_t ld = 0) {
   const int64_t L = (oh1 - oh0) * g.Wo;
+  if (ld == 0) ld = L;
   for_channels(g.Cg, par, g.kh * g.kw * L, [&](int64_t c) {
     A* plane = x + c * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        const A* row = col + ((c * g.kh + i) * g.kw + j) * L;
+        const A* row = col + ((c * g.kh + i) * g.kw + j) * ld;
         int64_t lo, hi;
         valid_cols(g, j, &lo, &hi);
         const int64_t off = j * g.dw - g.pw;
@@ -378,6 +384,424 @@ void conv_bwd_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const 
   });
 }
 
+// ---- f32 over our GEMM (Note [CPU conv over sgemm])
+
+// Note [CPU conv over sgemm]
+// Where core/cpu/sgemm.h has its micro-kernel, f32 convolutions run group by group and block by
+// block, every GEMM threaded inside (sgemm splits its output across threads) rather than images
+// across threads. The GEMM's columns are output positions q of a block (Block): several whole
+// images when an image has fewer than kMinCols positions, so that the packed weight is reused
+// across images, else output rows of one image.
+// - forward: y_g (Og, Q) = W_g (Og, K) @ col (K, Q); the B packer (im_col_pack) builds the column
+//   panels straight from the image, so im2col is never written out;
+// - input gradient: gcol (K, Q) = W_g^T @ gy_g (Og, Q) (gy packed by planes_pack), then col2im;
+// - weight gradient: gw_g (Og, K) = sum over blocks of gy_g (Og, Q) @ col (K, Q)^T, in block order:
+//   deterministic, and no per-thread copies of the weight gradient.
+// Column and gradient buffers stay under kColBudget floats.
+constexpr int64_t kMinCols = 2048;
+constexpr int64_t kL2Budget = int64_t{96} << 10;  // floats of buffer per block when a thread works alone
+
+// Images [n0, n1) x output rows [oh0, oh1): more than one image only with all rows.
+struct Block {
+  int64_t n0, n1, oh0, oh1;
+  int64_t rows() const { return oh1 - oh0; }
+};
+// f(block) for row blocks of image n, each with at most `budget` floats of buffer at `per_col` per column.
+template <typename F>
+void for_image_rows(const Geom& g, int64_t n, int64_t per_col, int64_t budget, F&& f) {
+  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, budget / per_col) : INT64_MAX;  // columns
+  const int64_t rows = std::clamp<int64_t>(cap / std::max<int64_t>(g.Wo, 1), 1, std::max<int64_t>(g.Ho, 1));
+  for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) f(Block{n, n + 1, oh0, std::min(g.Ho, oh0 + rows)});
+}
+// f(block) for the blocks covering every output position; `per_col` floats of buffer per column,
+// at most `budget` floats in all.
+template <typename F>
+void for_blocks(const Geom& g, int64_t per_col, F&& f, int64_t budget = kColBudget) {
+  const int64_t cap = per_col > 0 ? std::max<int64_t>(1, budget / per_col) : INT64_MAX;  // columns
+  if (g.P >= kMinCols || g.N == 1 || g.P * 2 > cap) {
+    for (int64_t n = 0; n < g.N; ++n) for_image_rows(g, n, per_col, budget, f);
+    return;
+  }
+  const int64_t per = std::clamp<int64_t>((kMinCols + g.P - 1) / g.P, 1, std::min(g.N, cap / g.P));
+  for (int64_t n0 = 0; n0 < g.N; n0 += per) f(Block{n0, std::min(g.N, n0 + per), 0, g.Ho});
+}
+
+// Contiguous runs of a block's columns [q, q + len): image n, output row oh, columns from ow0.
+struct Run {
+  int64_t n, oh, ow0, len, at;  // `at`: offset of the run within the requested columns
+};
+int64_t block_runs(const Geom& g, const Block& b, int64_t q, int64_t len, Run* out) {
+  const int64_t per_img = b.rows() * g.Wo;
+  int64_t k = 0, at = 0;
+  while (at < len) {
+    const int64_t qq = q + at, n = b.n0 + qq / per_img, r = qq % per_img;
+    const int64_t oh = b.oh0 + r / g.Wo, ow0 = r % g.Wo;
+    const int64_t l = std::min(len - at, g.Wo - ow0);
+    out[k++] = Run{n, oh, ow0, l, at};
+    at += l;
+  }
+  return k;
+}
+constexpr int64_t kMaxRuns = cpu::kSgemmNR + 1;  // a panel's columns span at most NR rows (Wo >= 1)
+
+// Kernel column j's valid output columns [lo, hi) and input offset (valid_cols), per j.
+struct TapCols {
+  int64_t lo, hi, off;
+};
+std::vector<TapCols> tap_cols(const Geom& g) {
+  std::vector<TapCols> t(static_cast<size_t>(g.kw));
+  for (int64_t j = 0; j < g.kw; ++j) {
+    valid_cols(g, j, &t[j].lo, &t[j].hi);
+    t[j].off = j * g.dw - g.pw;
+  }
+  return t;
+}
+// The (c, i, j) of column-matrix rows k, k + 1, ... without a division per row.
+struct Tap {
+  int64_t c, i, j;
+  Tap(const Geom& g, int64_t k) : c(k / (g.kh * g.kw)), i(k % (g.kh * g.kw) / g.kw), j(k % g.kw) {}
+  void next(const Geom& g) {
+    if (++j < g.kw) return;
+    j = 0;
+    if (++i < g.kh) return;
+    i = 0;
+    ++c;
+  }
+};
+
+// d[0, len) = row (c, i, j) of the block's column matrix over the runs' columns, from the images
+// x (N, C, H, W) of group gi.
+void im_col_row(const float* x, const Geom& g, int64_t gi, const Run* runs, int64_t nruns, const Tap& t,
+                const TapCols& tc, float* d) {
+  for (int64_t u = 0; u < nruns; ++u) {
+    const Run& ru = runs[u];
+    float* dst = d + ru.at;
+    const int64_t ih = ru.oh * g.sh - g.ph + t.i * g.dh;
+    if (ih < 0 || ih >= g.H) {
+      cpu::zero_short(dst, ru.len);
+      continue;
+    }
+    const float* src = x + ((ru.n * g.C + gi * g.Cg + t.c) * g.H + ih) * g.W;
+    const int64_t a = std::clamp(tc.lo, ru.ow0, ru.ow0 + ru.len), b = std::clamp(tc.hi, a, ru.ow0 + ru.len);
+    cpu::zero_short(dst, a - ru.ow0);
+    if (g.sw == 1) {
+      cpu::copy_short(dst + (a - ru.ow0), src + a + tc.off, b - a);
+    } else {
+      for (int64_t ow = a; ow < b; ++ow) dst[ow - ru.ow0] = src[ow * g.sw + tc.off];
+    }
+    cpu::zero_short(dst + (b - ru.ow0), ru.ow0 + ru.len - b);
+  }
+}
+
+struct ImColCtx {
+  const float* x;
+  const Geom* g;
+  int64_t gi;
+  Block b;
+  const TapCols* tc;  // tap_cols(*g)
+};
+// PackB: the block's column matrix (K, Q) of the images, packed without writing it out.
+void im_col_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const auto& cx = *static_cast<const ImColCtx*>(p);
+  Run runs[kMaxRuns];
+  for (int64_t q = 0; q < nc; q += cpu::kSgemmNR, dst += kc * cpu::kSgemmNR) {
+    const int64_t cols = std::min(cpu::kSgemmNR, nc - q);
+    const int64_t nr = block_runs(*cx.g, cx.b, j0 + q, cols, runs);
+    Tap t(*cx.g, k0);
+    for (int64_t k = 0; k < kc; ++k, t.next(*cx.g)) {
+      float* d = dst + k * cpu::kSgemmNR;
+      im_col_row(cx.x, *cx.g, cx.gi, runs, nr, t, cx.tc[t.j], d);
+      cpu::zero_short(d + cols, cpu::kSgemmNR - cols);
+    }
+  }
+}
+
+struct PlanesCtx {
+  const float* y;  // (N, O, Ho, Wo)
+  const Geom* g;
+  int64_t gi;
+  Block b;
+};
+// PackB: gy_g over the block's columns, (Og, Q).
+void planes_pack(const void* p, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const auto& cx = *static_cast<const PlanesCtx*>(p);
+  const Geom& g = *cx.g;
+  Run runs[kMaxRuns];
+  for (int64_t q = 0; q < nc; q += cpu::kSgemmNR, dst += kc * cpu::kSgemmNR) {
+    const int64_t cols = std::min(cpu::kSgemmNR, nc - q);
+    const int64_t nr = block_runs(g, cx.b, j0 + q, cols, runs);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * cpu::kSgemmNR;
+      for (int64_t u = 0; u < nr; ++u) {
+        const Run& ru = runs[u];
+        const float* src = cx.y + (ru.n * g.O + cx.gi * g.Og + k0 + k) * g.P + ru.oh * g.Wo + ru.ow0;
+        cpu::copy_short(d + ru.at, src, ru.len);
+      }
+      cpu::zero_short(d + cols, cpu::kSgemmNR - cols);
+    }
+  }
+}
+
+int gemm_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+int64_t cols_of(const Geom& g, const Block& b) { return (b.n1 - b.n0) * b.rows() * g.Wo; }
+
+// Note [CPU direct convolution]
+// A stride-1 convolution needs no column matrix at all: on a zero-padded copy of the image
+// (Hp x Wp per channel), output position (oh, ow) of tap (c, i, j) reads xpad[c, oh + i dh, ow + j dw],
+// so if the outputs are computed on the padded width (column q = oh * Wp + ow, ow < Wp), row
+// (c, i, j) of the column matrix is the padded image itself shifted by c Hp Wp + i dh Wp + j dw:
+// the GEMM reads it in place (sgemm_offsets), no im2col and no packing of B. The Wp - Wo extra
+// columns of each output row are computed and dropped when the result is copied into y, so the
+// path is taken for rows of at least kDirectMinWo outputs (at most ~8% extra for a 3x3 kernel).
+// The input gradient of a stride-1 convolution is one too (transposed_geom). The weight gradient
+// stays on the column-matrix path: read in place, its transposed B (Ho Wp, K) was slower than the
+// blocked im2col (YOLOv3-tiny's 416 and 208 layers 1.3x slower, the others even).
+constexpr int64_t kDirectMinWo = 24;
+std::atomic<cpu::ConvPath> g_conv_path{cpu::ConvPath::Auto};
+bool direct_fits(const Geom& g) {
+  return g_conv_path.load(std::memory_order_relaxed) == cpu::ConvPath::Auto && g.sh == 1 && g.sw == 1 &&
+         g.Wo >= kDirectMinWo;
+}
+
+// The padded planes of one image's group and the row offsets of its column matrix.
+struct PaddedImage {
+  int64_t Hp, Wp, plane;
+  std::vector<int64_t> off;  // (K): row (c, i, j) at c plane + i dh Wp + j dw
+  std::vector<float> buf;    // (Cg, Hp, Wp) + slack, borders zero
+  explicit PaddedImage(const Geom& g)
+      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp), off(static_cast<size_t>(g.K)) {
+    for (Tap t(g, 0); t.c < g.Cg; t.next(g)) {
+      off[static_cast<size_t>((t.c * g.kh + t.i) * g.kw + t.j)] = t.c * plane + t.i * g.dh * Wp + t.j * g.dw;
+    }
+    // reads reach (kw - 1) dw + NR - 1 past the last plane's end (sgemm_offsets)
+    buf.assign(static_cast<size_t>(g.Cg * plane + (g.kw - 1) * g.dw + cpu::kSgemmNR), 0.f);
+  }
+  // Copies planes (Cg, H, W) into the interior; the borders stay zero.
+  void fill(const float* planes, const Geom& g, bool par) {
+    for_channels(g.Cg, par, g.H * g.W, [&](int64_t c) {
+      for (int64_t h = 0; h < g.H; ++h) {
+        std::memcpy(buf.data() + c * plane + (h + g.ph) * Wp + g.pw, planes + (c * g.H + h) * g.W,
+                    static_cast<size_t>(g.W) * sizeof(float));
+      }
+    });
+  }
+};
+
+// y (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, Cg, kh, kw)) + bias on the direct path.
+void direct_fwd(float* yp, const float* xp, const float* wp, const float* bp, const Geom& g) {
+  const int nt = gemm_threads();
+  PaddedImage pad(g);
+  const int64_t Q = g.Ho * pad.Wp;  // output columns on the padded width
+  std::vector<float> tmp(static_cast<size_t>(g.Og * Q));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      pad.fill(xp + (n * g.C + gi * g.Cg) * g.H * g.W, g, nt > 1);
+      cpu::sgemm_offsets(g.Og, Q, g.K, 1.f, cpu::MatRef{wp + gi * g.Og * g.K, g.K, 1}, pad.buf.data(), pad.off.data(),
+                         0.f, tmp.data(), Q, nt);
+      cpu::parallel_for(g.Og, std::max<int64_t>(1, cpu::kGrain / g.P), [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; ++o) {
+          const float bv = bp ? bp[gi * g.Og + o] : 0.f;
+          float* dst = yp + (n * g.O + gi * g.Og + o) * g.P;
+          for (int64_t oh = 0; oh < g.Ho; ++oh) {
+            const float* src = tmp.data() + o * Q + oh * pad.Wp;
+            for (int64_t ow = 0; ow < g.Wo; ++ow) dst[oh * g.Wo + ow] = src[ow] + bv;
+          }
+        }
+      });
+    }
+  }
+}
+
+// The input gradient of a stride-1 convolution is itself a stride-1 convolution of gy with the
+// kernel flipped and its channel axes swapped, padded by dilation (k - 1) - padding: the geometry
+// of that convolution, when it can take the direct path.
+bool transposed_geom(const Geom& g, Geom* t) {
+  const int64_t qh = g.dh * (g.kh - 1) - g.ph, qw = g.dw * (g.kw - 1) - g.pw;
+  if (g.sh != 1 || g.sw != 1 || qh < 0 || qw < 0) return false;
+  ConvParams p;
+  p.padding[0] = qh, p.padding[1] = qw, p.dilation[0] = g.dh, p.dilation[1] = g.dw, p.groups = g.G;
+  *t = make_geom({g.N, g.O, g.Ho, g.Wo}, {g.C, g.Og, g.kh, g.kw}, {g.N, g.C, g.H, g.W}, p);
+  return direct_fits(*t);
+}
+
+// gx = conv(gy, w flipped and transposed per group) on the direct path (transposed_geom).
+void direct_bwd_input(float* gxp, const float* gyp, const float* wp, const Geom& g, const Geom& t) {
+  std::vector<float> wt(static_cast<size_t>(g.O * g.K));  // (C, Og, kh, kw)
+  const int64_t kk = g.kh * g.kw;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    for (int64_t o = 0; o < g.Og; ++o) {
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const float* src = wp + ((gi * g.Og + o) * g.Cg + c) * kk;
+        float* dst = wt.data() + ((gi * g.Cg + c) * g.Og + o) * kk;
+        for (int64_t r = 0; r < kk; ++r) dst[r] = src[kk - 1 - r];
+      }
+    }
+  }
+  direct_fwd(gxp, gyp, wt.data(), nullptr, t);
+}
+
+void conv_fwd_f32(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Geom& g) {
+  const float* xp = x.data<float>();
+  const float* wp = w.data<float>();
+  const float* bp = bias.defined() ? bias.data<float>() : nullptr;
+  float* yp = y.data<float>();
+  const int nt = gemm_threads();
+  const std::vector<TapCols> tc = tap_cols(g);
+  std::vector<float> tmp;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const cpu::MatRef wg{wp + gi * g.Og * g.K, g.K, 1};
+    for_blocks(g, 0, [&](const Block& b) {
+      const ImColCtx cx{xp, &g, gi, b, tc.data()};
+      const int64_t Q = cols_of(g, b);
+      const cpu::PackB pack{&cx, &im_col_pack};
+      if (b.n1 - b.n0 == 1) {  // straight into y, rows [oh0, oh1) of image n0
+        float* c = yp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo;
+        if (bp) {
+          for (int64_t o = 0; o < g.Og; ++o) std::fill(c + o * g.P, c + o * g.P + Q, bp[gi * g.Og + o]);
+        }
+        cpu::sgemm(g.Og, Q, g.K, 1.f, wg, pack, bp ? 1.f : 0.f, c, g.P, nt);
+        return;
+      }
+      tmp.resize(static_cast<size_t>(g.Og * Q));
+      cpu::sgemm(g.Og, Q, g.K, 1.f, wg, pack, 0.f, tmp.data(), Q, nt);
+      cpu::parallel_for(g.Og * (b.n1 - b.n0), std::max<int64_t>(1, cpu::kGrain / g.P), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t n = r / g.Og, o = r % g.Og;
+          const float bv = bp ? bp[gi * g.Og + o] : 0.f;
+          const float* src = tmp.data() + o * Q + n * g.P;
+          float* dst = yp + ((b.n0 + n) * g.O + gi * g.Og + o) * g.P;
+          for (int64_t l = 0; l < g.P; ++l) dst[l] = src[l] + bv;
+        }
+      });
+    });
+  }
+}
+
+// gcol (K, Q) = W_g^T @ gy_g over one block's columns, added into the images' planes by col2im.
+void input_grad_block(float* gxp, const float* gyp, const float* wp, const Geom& g, int64_t gi, const Block& b,
+                      int threads, std::vector<float>* gcol) {
+  const cpu::MatRef wt{wp + gi * g.Og * g.K, 1, g.K};  // W_g^T (K, Og)
+  const PlanesCtx cx{gyp, &g, gi, b};
+  const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+  gcol->resize(static_cast<size_t>(g.K * Q));
+  cpu::sgemm(g.K, Q, g.Og, 1.f, wt, cpu::PackB{&cx, &planes_pack}, 0.f, gcol->data(), Q, threads);
+  for (int64_t n = b.n0; n < b.n1; ++n) {
+    float* planes = gxp + (n * g.C + gi * g.Cg) * g.H * g.W;
+    col2im<float>(planes, gcol->data() + (n - b.n0) * L, g, b.oh0, b.oh1, threads > 1, Q);
+  }
+}
+
+void conv_bwd_input_f32(const Tensor& gx, const Tensor& gy, const Tensor& w, const Geom& g) {
+  const float* gyp = gy.data<float>();
+  const float* wp = w.data<float>();
+  float* gxp = gx.data<float>();
+  const int nt = gemm_threads();
+  if (nt > 1 && g.N >= nt && g.P >= kMinCols) {
+    // Large images, at least one per thread: each thread owns whole images (their planes are
+    // written by it alone) and goes through them in L2-sized blocks, its GEMMs single-threaded.
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int64_t t = 0; t < nt; ++t) {
+      std::vector<float> gcol;
+      for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
+        std::fill(gxp + n * g.C * g.H * g.W, gxp + (n + 1) * g.C * g.H * g.W, 0.f);
+        for (int64_t gi = 0; gi < g.G; ++gi) {
+          for_image_rows(g, n, g.K, kL2Budget,
+                         [&](const Block& b) { input_grad_block(gxp, gyp, wp, g, gi, b, 1, &gcol); });
+        }
+      }
+    }
+    return;
+  }
+  fill_cpu(gx, 0.0);
+  std::vector<float> gcol;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    for_blocks(g, g.K, [&](const Block& b) { input_grad_block(gxp, gyp, wp, g, gi, b, nt, &gcol); });
+  }
+}
+
+// acc_g (Og, K) = [acc_g +] gy_g (Og, Q) @ col (K, Q)^T over one block's columns Q; `col` and `gyc`
+// are scratch. The GEMM's packer reads the column matrix transposed.
+void weight_grad_block(const float* gyp, const float* xp, const Geom& g, int64_t gi, const Block& b, bool accumulate,
+                       float* acc, int threads, bool par, std::vector<float>* col, std::vector<float>* gyc) {
+  const int64_t Q = cols_of(g, b), L = b.rows() * g.Wo;
+  cpu::MatRef a{gyp + (b.n0 * g.O + gi * g.Og) * g.P + b.oh0 * g.Wo, g.P, 1};  // in place for one image
+  if (b.n1 - b.n0 > 1) {
+    gyc->resize(static_cast<size_t>(g.Og * Q));
+    for (int64_t o = 0; o < g.Og; ++o) {
+      for (int64_t n = b.n0; n < b.n1; ++n) {
+        std::memcpy(gyc->data() + o * Q + (n - b.n0) * L, gyp + (n * g.O + gi * g.Og + o) * g.P,
+                    static_cast<size_t>(L) * sizeof(float));
+      }
+    }
+    a = cpu::MatRef{gyc->data(), Q, 1};
+  }
+  // B = col^T (Q, K): read in place from the image for a 1x1 stride-1 unpadded convolution over one
+  // image, else the block's column matrix written out (rows split across threads when `par`).
+  cpu::MatRef bt{xp + (b.n0 * g.C + gi * g.Cg) * g.H * g.W + b.oh0 * g.Wo, 1, g.P};
+  if (!g.direct || b.n1 - b.n0 > 1) {
+    col->resize(static_cast<size_t>(g.K * Q));
+    float* cp = col->data();
+    const std::vector<TapCols> tc = tap_cols(g);
+    auto rows = [&](int64_t k0, int64_t k1) {
+      std::vector<Run> runs(static_cast<size_t>(Q / std::max<int64_t>(g.Wo, 1) + 2));
+      const int64_t nr = block_runs(g, b, 0, Q, runs.data());
+      Tap t(g, k0);
+      for (int64_t k = k0; k < k1; ++k, t.next(g)) im_col_row(xp, g, gi, runs.data(), nr, t, tc[t.j], cp + k * Q);
+    };
+    if (par) {
+      cpu::parallel_for(g.K, std::max<int64_t>(1, cpu::kGrain / std::max<int64_t>(Q, 1)), rows);
+    } else {
+      rows(0, g.K);
+    }
+    bt = cpu::MatRef{cp, 1, Q};
+  }
+  cpu::sgemm(g.Og, g.K, Q, 1.f, a, bt, accumulate ? 1.f : 0.f, acc, g.K, threads);
+}
+
+// Weight gradients of at most this many floats per group are summed per thread over an equal
+// share of the column blocks (blocks sized for L2), then added up in thread order; larger ones
+// go block by block with the GEMM threaded inside.
+constexpr int64_t kPrivateGradMax = int64_t{1} << 17;
+
+void conv_bwd_weight_f32(const Tensor& gw, const Tensor& gy, const Tensor& x, const Geom& g) {
+  const float* gyp = gy.data<float>();
+  const float* xp = x.data<float>();
+  float* gwp = gw.data<float>();
+  const int nt = gemm_threads();
+  const int64_t wsize = g.Og * g.K;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    float* gwg = gwp + gi * wsize;
+    std::vector<Block> blocks;
+    const bool private_acc = nt > 1 && wsize <= kPrivateGradMax;
+    for_blocks(g, g.K + g.Og, [&](const Block& b) { blocks.push_back(b); }, private_acc ? kL2Budget : kColBudget);
+    if (!private_acc || blocks.size() < 2) {
+      std::vector<float> col, gyc;
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        weight_grad_block(gyp, xp, g, gi, blocks[i], i > 0, gwg, nt, nt > 1, &col, &gyc);
+      }
+      continue;
+    }
+    const int64_t T = std::min<int64_t>(nt, static_cast<int64_t>(blocks.size()));
+    std::vector<float> accs(static_cast<size_t>(T * wsize));
+#pragma omp parallel for schedule(static, 1) num_threads(T)
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<float> col, gyc;
+      const auto nb = static_cast<int64_t>(blocks.size());
+      for (int64_t i = nb * t / T; i < nb * (t + 1) / T; ++i) {
+        weight_grad_block(gyp, xp, g, gi, blocks[static_cast<size_t>(i)], i > nb * t / T, accs.data() + t * wsize, 1,
+                          false, &col, &gyc);
+      }
+    }
+    cpu::parallel_for(wsize, cpu::kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float s = 0.f;
+        for (int64_t t = 0; t < T; ++t) s += accs[static_cast<size_t>(t * wsize + i)];
+        gwg[i] = s;
+      }
+    });
+  }
+}
+
 void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
     if (t->defined()) RG_CHECK(t->is_contiguous(), op, ": kernel expects contiguous tensors, got ", t->describe());
@@ -386,10 +810,18 @@ void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
 
 }  // namespace
 
+void cpu::set_conv_path(ConvPath p) { g_conv_path.store(p, std::memory_order_relaxed); }
+cpu::ConvPath cpu::conv_path() { return g_conv_path.load(std::memory_order_relaxed); }
+
 void conv2d_cpu(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const ConvParams& p) {
   check_contiguous("conv2d", {&y, &x, &w, &bias});
   const Geom g = make_geom(x.sizes(), w.sizes(), y.sizes(), p);
   if (y.numel() == 0) return;
+  if (x.dtype() == DType::f32 && cpu::sgemm_available()) {
+    if (!direct_fits(g)) return conv_fwd_f32(y, x, w, bias, g);
+    return direct_fwd(y.data<float>(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                      g);
+  }
   RG_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] { conv_fwd<scalar_t>(y, x, w, bias, g); });
 }
 
@@ -400,6 +832,11 @@ void conv2d_bwd_input_cpu(const Tensor& gx, const Tensor& gy, const Tensor& w, c
   if (gy.numel() == 0) {
     fill_cpu(gx, 0.0);
     return;
+  }
+  if (gx.dtype() == DType::f32 && cpu::sgemm_available()) {
+    Geom t;
+    if (!transposed_geom(g, &t)) return conv_bwd_input_f32(gx, gy, w, g);
+    return direct_bwd_input(gx.data<float>(), gy.data<float>(), w.data<float>(), g, t);
   }
   RG_DISPATCH_FLOAT(gx.dtype(), "conv2d_bwd_input", [&] { conv_bwd_input<scalar_t>(gx, gy, w, g); });
 }
@@ -412,6 +849,7 @@ void conv2d_bwd_weight_cpu(const Tensor& gw, const Tensor& gy, const Tensor& x, 
     fill_cpu(gw, 0.0);
     return;
   }
+  if (gw.dtype() == DType::f32 && cpu::sgemm_available()) return conv_bwd_weight_f32(gw, gy, x, g);
   RG_DISPATCH_FLOAT(gw.dtype(), "conv2d_bwd_weight", [&] { conv_bwd_weight<scalar_t>(gw, gy, x, g); });
 }
 

@@ -1,13 +1,17 @@
-// CPU batched GEMM, c (B, M, N) = alpha * a (B, M, K) @ b (B, K, N) + beta * c, through Eigen
-// (f32/f64 in place on strided maps, f16/bf16 through float32 copies, integers by a plain loop).
+// CPU batched GEMM, c (B, M, N) = alpha * a (B, M, K) @ b (B, K, N) + beta * c: f32 through our
+// packed GEMM (core/cpu/sgemm.h) where built, else Eigen; f64 through Eigen, in place on strided
+// maps; f16/bf16 through float32 copies; integers by a plain loop.
 // Eigen is included in this translation unit only: it is slow to compile.
 #include <Eigen/Core>
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/loops.h"
+#include "core/cpu/sgemm.h"
 #include "core/kernels.h"
 
 namespace rg {
@@ -65,6 +69,15 @@ void gemm_2d(const Mat<T>& c, const Mat<const T>& a, const Mat<const T>& b, int6
     gemm_2d<T>(Mat<T>{c.data, c.ld, true}, Mat<const T>{b.data, b.ld, !b.row_major},
                Mat<const T>{a.data, a.ld, !a.row_major}, N, M, K, alpha, beta);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu::sgemm_available()) {
+      auto ref = [](const Mat<const T>& m) {
+        return m.row_major ? cpu::MatRef{m.data, m.ld, 1} : cpu::MatRef{m.data, 1, m.ld};
+      };
+      cpu::sgemm(M, N, K, alpha, ref(a), ref(b), beta, c.data, c.ld, omp_in_parallel() ? 1 : omp_get_max_threads());
+      return;
+    }
   }
   constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
   if (a.row_major && b.row_major) eigen_gemm_rowc<T, R, R>(c.data, c.ld, a.data, a.ld, b.data, b.ld, M, N, K, alpha, beta);

@@ -57,6 +57,13 @@ void scatter_planes(const Tensor& gx, const Planes& s, F&& f) {
   });
 }
 
+// Note [CPU max pool order]
+// PyTorch's rule, per output: the first valid tap (row-major over the window) is the index until a
+// value beats -inf; a NaN always wins (a later NaN replaces an earlier one); ties keep the first.
+// The kernel below walks the taps in that same row-major order, but with the output column as the
+// innermost loop: for tap (i, j) it updates a whole output row's running maxima at once (a
+// contiguous or strided load, a compare and two selects per output: vectorised). `tap` holds the
+// winning tap as i * kw + j and becomes the flat input index at the end.
 template <typename T>
 void max_pool_fwd(const Tensor& y, const Tensor& ind, const Tensor& x, const PoolParams& p, const Planes& s) {
   using A = cpu::acc_t<T>;
@@ -65,32 +72,78 @@ void max_pool_fwd(const Tensor& y, const Tensor& ind, const Tensor& x, const Poo
   int64_t* ip = static_cast<int64_t*>(ind.data_ptr());
   const int64_t kh = p.kernel[0], kw = p.kernel[1], sh = p.stride[0], sw = p.stride[1];
   const int64_t ph = p.padding[0], pw = p.padding[1], dh = p.dilation[0], dw = p.dilation[1];
-  for_planes(s.planes, s.Ho * s.Wo * kh * kw, [&](int64_t pl) {
-    const T* in = xp + pl * s.H * s.W;
-    for (int64_t oh = 0; oh < s.Ho; ++oh) {
-      int64_t h0 = oh * sh - ph;
-      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, s.H);
-      while (h0 < 0) h0 += dh;
-      for (int64_t ow = 0; ow < s.Wo; ++ow) {
-        int64_t w0 = ow * sw - pw;
-        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, s.W);
-        while (w0 < 0) w0 += dw;
-        // PyTorch's rule: the first valid position is the index until something beats -inf; a
-        // NaN always wins (and a later NaN replaces an earlier one); ties keep the first.
-        A best = -std::numeric_limits<A>::infinity();
-        int64_t best_i = h0 * s.W + w0;
-        for (int64_t ih = h0; ih < h1; ih += dh) {
-          for (int64_t iw = w0; iw < w1; iw += dw) {
-            const A v = cpu::cast<A>(in[ih * s.W + iw]);
-            if (v > best || std::isnan(v)) {
-              best = v;
-              best_i = ih * s.W + iw;
+  const int64_t Wo = s.Wo;
+  // Valid output columns [lo[j], hi[j]) of tap column j: 0 <= ow * sw - pw + j * dw < W.
+  std::vector<int64_t> lo(static_cast<size_t>(kw)), hi(static_cast<size_t>(kw));
+  for (int64_t j = 0; j < kw; ++j) {
+    const int64_t off = j * dw - pw;
+    int64_t l = off >= 0 ? 0 : ceil_div(-off, sw);
+    int64_t h = s.W - 1 - off < 0 ? 0 : min64((s.W - 1 - off) / sw + 1, Wo);
+    lo[j] = min64(l, h), hi[j] = h;
+  }
+  // The first valid tap column of each output column (its index before anything beats -inf).
+  std::vector<int32_t> first_j(static_cast<size_t>(Wo));
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    int64_t j = 0;
+    while (j + 1 < kw && ow * sw - pw + j * dw < 0) ++j;
+    first_j[ow] = static_cast<int32_t>(j);
+  }
+  // Input offset of tap t = i * kw + j from the window's corner.
+  std::vector<int64_t> tap_off(static_cast<size_t>(kh * kw));
+  for (int64_t i = 0; i < kh; ++i) {
+    for (int64_t j = 0; j < kw; ++j) tap_off[i * kw + j] = i * dh * s.W + j * dw;
+  }
+  const int64_t rows = s.planes * s.Ho;
+  cpu::parallel_for(rows, max64(1, cpu::kGrain / max64(1, Wo * kh * kw)), [&](int64_t rb, int64_t re) {
+    std::vector<A> best(static_cast<size_t>(Wo));
+    std::vector<int32_t> tap(static_cast<size_t>(Wo));
+    A* bp = best.data();
+    int32_t* tp = tap.data();
+    for (int64_t r = rb; r < re; ++r) {
+      const int64_t pl = r / s.Ho, oh = r - pl * s.Ho;
+      const T* in = xp + pl * s.H * s.W;
+      int64_t i0 = 0;
+      while (i0 + 1 < kh && oh * sh - ph + i0 * dh < 0) ++i0;
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        bp[ow] = -std::numeric_limits<A>::infinity();
+        tp[ow] = static_cast<int32_t>(i0 * kw) + first_j[ow];
+      }
+      for (int64_t i = i0; i < kh; ++i) {
+        const int64_t ih = oh * sh - ph + i * dh;
+        if (ih < 0) continue;
+        if (ih >= s.H) break;
+        const T* row = in + ih * s.W;
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t off = j * dw - pw;
+          const auto t = static_cast<int32_t>(i * kw + j);
+          const int64_t l = lo[j], h = hi[j];
+          if (sw == 1) {
+            const T* src = row + off;
+#pragma omp simd
+            for (int64_t ow = l; ow < h; ++ow) {
+              const A v = cpu::cast<A>(src[ow]);
+              const bool take = v > bp[ow] || v != v;
+              bp[ow] = take ? v : bp[ow];
+              tp[ow] = take ? t : tp[ow];
+            }
+          } else {
+            const T* src = row + off;
+#pragma omp simd
+            for (int64_t ow = l; ow < h; ++ow) {
+              const A v = cpu::cast<A>(src[ow * sw]);
+              const bool take = v > bp[ow] || v != v;
+              bp[ow] = take ? v : bp[ow];
+              tp[ow] = take ? t : tp[ow];
             }
           }
         }
-        const int64_t o = pl * s.Ho * s.Wo + oh * s.Wo + ow;
-        yp[o] = cpu::cast<T>(best);
-        ip[o] = best_i;
+      }
+      T* yo = yp + r * Wo;
+      int64_t* io = ip + r * Wo;
+      const int64_t corner = (oh * sh - ph) * s.W - pw;
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        yo[ow] = cpu::cast<T>(bp[ow]);
+        io[ow] = corner + ow * sw + tap_off[tp[ow]];
       }
     }
   });

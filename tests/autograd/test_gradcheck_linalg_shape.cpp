@@ -55,6 +55,22 @@ TEST_CASE("gradcheck: mm and bmm") {
   CHECK_THROWS_AS(mm(x, y), rg::Error);
 }
 
+TEST_CASE("gradcheck: addmm (bias + product), and its shape errors name the op and shapes") {
+  Tensor bias = leaf({5}, -1, 1, 970), a = leaf({3, 4}, -1, 1, 971), b = leaf({4, 5}, -1, 1, 972);
+  Tensor bt = leaf({5, 4}, -1, 1, 973);
+  CHECK_GRADCHECK([](const TL& in) { return addmm(in[0], in[1], in[2]); }, TL{bias, a, b});
+  CHECK_GRADCHECK([](const TL& in) { return addmm(in[0], in[1], in[2].t()); }, TL{bias, a, bt});
+  CHECK_GRADCHECK([](const TL& in) { return addmm(in[0], in[1], in[2]).sum(); }, TL{bias, a, b});
+  CHECK_GRADCHECK([](const TL& in) { return addmm(in[0], in[1], in[2]); }, TL{bias.detach(), a, b});
+  // one row: the bias must stay untouched (an output aliasing it would be overwritten by the gemm)
+  Tensor row = leaf({1, 4}, -1, 1, 975);
+  const std::vector<double> bias_before = vals(bias);
+  CHECK_GRADCHECK([](const TL& in) { return addmm(in[0], in[1], in[2]); }, TL{bias, row, b});
+  CHECK_VALUES(vals(bias), bias_before, 0.0);
+  CHECK_THROWS_WITH_AS(addmm(leaf({4}, -1, 1, 974), a, b), doctest::Contains("addmm: bias [4]"), rg::Error);
+  CHECK_THROWS_WITH_AS(addmm(bias, a, a), doctest::Contains("addmm: mat1 and mat2"), rg::Error);
+}
+
 TEST_CASE("gradcheck: cat and stack") {
   Tensor a = leaf({2, 3}, -1, 1, 970), b = leaf({1, 3}, -1, 1, 971), c = leaf({4, 3}, -1, 1, 972);
   CHECK_GRADCHECK([](const TL& in) { return cat({in[0], in[1], in[2]}, 0); }, TL{a, b, c});

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -157,6 +158,56 @@ TEST_CASE("autocast weight cast cache: per outermost scope, invalidated by in-pl
   AutocastGuard again(DType::f16);
   CHECK(!amp::autocast_lower(w).is_same(c1));  // the cache died with the outermost scope
   CHECK_THROWS_AS(AutocastGuard(DType::f32), Error);
+}
+
+namespace {
+// Note [Linear rounds once]: integer inputs make every f32 partial sum exact, so the only rounding
+// is the final one to bf16, and a half-integer bias makes rounding the product first visible (the
+// products exceed 256, where bf16's spacing is 2 or more). Expected: the exact f64 value rounded once.
+void check_linear_rounds_once(Device dev) {
+  const int64_t rows = 7, in = 13, out = 11;
+  std::mt19937_64 gen(1234);
+  std::uniform_int_distribution<int> small(-20, 20), half(-20, 19);
+  std::vector<double> xv(rows * in), wv(out * in), bv(out);
+  for (double& v : xv) v = small(gen);  // integers in [-20, 20]
+  for (double& v : wv) v = small(gen);
+  for (double& v : bv) v = half(gen) + 0.5;  // half-integers
+  const Tensor x = native::to(from_vector<double>(xv, {rows, in}), dev, DType::f32);
+  Tensor w = native::to(from_vector<double>(wv, {out, in}), dev, DType::f32);
+  Tensor b = native::to(from_vector<double>(bv, {out}), dev, DType::f32);
+  w.set_requires_grad();
+  b.set_requires_grad();
+  Tensor y;
+  {
+    AutocastGuard g(DType::bf16);
+    y = nn::functional::linear(x, w, b);
+  }
+  REQUIRE(y.dtype() == DType::bf16);
+  std::vector<double> want(rows * out);
+  int64_t twice_differs = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < out; ++o) {
+      double dot = 0;
+      for (int64_t k = 0; k < in; ++k) dot += xv[r * in + k] * wv[o * in + k];
+      want[r * out + o] = static_cast<float>(BFloat16(static_cast<float>(dot + bv[o])));
+      const float twice = static_cast<float>(BFloat16(static_cast<float>(BFloat16(static_cast<float>(dot))) +
+                                                      static_cast<float>(BFloat16(static_cast<float>(bv[o])))));
+      twice_differs += static_cast<double>(twice) != want[r * out + o];
+    }
+  }
+  CHECK(twice_differs > 5);  // the case really tells the two roundings apart
+  CHECK_VALUES(vals(native::to(y, kCPU, DType::f64)), want, 0.0);
+  sum(y).backward();  // d sum / d bias = rows, in f32
+  CHECK(b.grad().dtype() == DType::f32);
+  CHECK_VALUES(vals(native::to(b.grad(), kCPU, DType::f64)), std::vector<double>(out, double(rows)), 0.0);
+}
+}  // namespace
+
+TEST_CASE("autocast linear adds the bias before its single bf16 rounding (CPU)") { check_linear_rounds_once(kCPU); }
+
+TEST_CASE("autocast linear adds the bias before its single bf16 rounding (CUDA)" * RG_GPU_SUITE) {
+  RG_SKIP_UNLESS_GPU(1);
+  check_linear_rounds_once(Device::cuda(0));
 }
 
 TEST_CASE("GradScaler on CPU: overflow skips the step and halves the scale; the next step proceeds") {

@@ -1,6 +1,7 @@
 // conv2d (label unit): forward, input and weight gradients against a direct seven-loop convolution
 // written here (independent of im2col) in every float dtype over stride, padding, dilation, groups,
-// depthwise, 1x1 and non-square kernels, big images (chunked im2col); gradcheck of the
+// depthwise, 1x1 and non-square kernels, big images (chunked im2col), f32 blocks of several images
+// and GEMM block edges (Note [CPU conv over sgemm]); gradcheck of the
 // differentiable conv2d in all its options; argument errors.
 #include <cmath>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "autograd/ag_util.h"
 #include "autograd/autocast.h"
+#include "core/cpu/conv_path.h"
 #include "nn/functional.h"
 
 using namespace rg;
@@ -150,6 +152,12 @@ std::vector<ConvCase> kernel_cases() {
   cs.push_back({3, 2, 1, 1, 3, 1, 1});                                         // 1x1 images
   cs.push_back({2, 2, 4, 5, 3, 4, 5, 1, 1, 0, 0});                             // kernel covers the image
   cs.push_back({1, 2, 6, 6, 2, 3, 3, 3, 3, 4, 4, 1, 1, 1});                    // padding > kernel/2, stride 3
+  cs.push_back({2, 40, 6, 7, 130, 3, 3, 1, 1, 1, 1});                          // K 360, O 130: past sgemm's KC, MC
+  cs.push_back({3, 5, 9, 61, 7, 3, 3, 1, 2, 1, 1, 1, 2});                      // wide rows, stride/dilation (1, 2)
+  cs.push_back({1, 9, 7, 5, 4, 1, 1});                                         // 1x1 on one image (read in place)
+  cs.push_back({2, 4, 9, 30, 6, 3, 3, 1, 1, 2, 1, 2, 1, 2});                   // rows >= 24: direct path, groups
+  cs.push_back({1, 3, 5, 40, 4, 2, 5, 1, 1, 0, 2, 1, 2, 1, false});            // direct, non-square, dilation 2
+  cs.push_back({1, 9, 1, 30, 128, 3, 3, 1, 1, 1, 1});                          // direct, one output row: M split
   return cs;
 }
 
@@ -210,6 +218,18 @@ TEST_CASE("conv2d kernels match the direct convolution (f64, f32)") {
   }
 }
 
+TEST_CASE("conv2d f32: the column-matrix path alone matches the direct convolution too") {
+  // Auto takes the direct path (Note [CPU direct convolution]) where rows have >= 24 outputs; the
+  // im2col path must stay right on those shapes as well.
+  struct Im2colOnly {
+    Im2colOnly() { cpu::set_conv_path(cpu::ConvPath::Im2col); }
+    ~Im2colOnly() { cpu::set_conv_path(cpu::ConvPath::Auto); }
+  } guard;
+  uint64_t seed = 700;
+  for (const ConvCase& c : kernel_cases()) check_case(c, DType::f32, seed += 10);
+  check_case({1, 16, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 710);
+}
+
 TEST_CASE("conv2d kernels match the direct convolution (f16, bf16)") {
   uint64_t seed = 300;
   for (const ConvCase& c : kernel_cases()) {
@@ -225,6 +245,8 @@ TEST_CASE("conv2d on images big enough to chunk the column buffer") {
   check_case({1, 16, 128, 128, 4, 3, 3, 1, 1, 1, 1}, DType::f32, 500);
   check_case({2, 16, 131, 127, 3, 3, 3, 1, 1, 1, 1}, DType::f32, 510);
   check_case({1, 16, 131, 127, 3, 3, 3, 1, 1, 1, 1}, DType::bf16, 520);
+  // 1x1 on a 64x64 image: the f32 weight gradient reads the image in place, block by block of rows
+  check_case({1, 64, 64, 64, 8, 1, 1}, DType::f32, 530);
 }
 
 TEST_CASE("conv2d takes non-contiguous inputs") {

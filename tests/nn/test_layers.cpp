@@ -741,17 +741,16 @@ TEST_CASE("autocast: linear runs in the autocast dtype, losses in f32, weight gr
   CHECK(loss.dtype() == DType::f32);
   CHECK(mse.dtype() == DType::f32);
   CHECK(bce.dtype() == DType::f32);
-  // The reference the comment of old described, built: the linear in f64 on bf16-rounded operands.
-  // Autocast's linear is matmul (f32 accumulation, rounded to bf16) then + bias in bf16, so the
-  // reference rounds where it does: bf16(bf16(x w^T) + bf16(b)). What is left is the f32
-  // accumulation of 8 exact bf16 products (~1e-7 relative), which moves a result across a bf16
-  // rounding boundary almost never; the tolerance, half a bf16 ulp (2^-8 relative), fails any
-  // result one ulp (2^-7 .. 2^-8 relative) away. An operand left unrounded (2^-9 relative per
-  // product) or rounded to f16 instead puts a good share of the 20 outputs one ulp away.
+  // The reference: the linear in f64 on bf16-rounded operands, bias included, rounded once to
+  // bf16 (Note [Linear rounds once]: the bias joins the f32 accumulator before the rounding). What is
+  // left is the f32 accumulation of 8 exact bf16 products (~1e-7 relative), which moves a result
+  // across a bf16 rounding boundary almost never; the tolerance, half a bf16 ulp (2^-8 relative),
+  // fails any result one ulp (2^-7 .. 2^-8 relative) away. An operand left unrounded (2^-9 relative
+  // per product), rounded to f16 instead, or the product rounded before the bias is added puts a
+  // good share of the 20 outputs one ulp away.
   auto rounded = [](const Tensor& t) { return native::to(native::to(t, kCPU, DType::bf16), kCPU, DType::f64); };
   auto reference = [&](const Tensor& in, const Tensor& w, const Tensor& b) {
-    const Tensor prod = rounded(F::linear(rounded(in), rounded(w), Tensor()));
-    return native::to(add(prod, rounded(b)), kCPU, DType::bf16);
+    return native::to(F::linear(rounded(in), rounded(w), rounded(b)), kCPU, DType::bf16);
   };
   RG_CHECK_CLOSE(y, reference(x, fc.weight(), fc.bias()), (test::Tol{0.0, std::ldexp(1.0, -8)}));
   {  // the same on 384 outputs of 32 products each

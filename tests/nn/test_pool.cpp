@@ -132,6 +132,9 @@ std::vector<PoolCase> pool_cases() {
       {1, 1, 13, 13, 5, 5, 1, 1, 2, 2},                        // YOLO-tiny style k5 s1 p2 (overlap)
       {3, 2, 6, 7, 3, 3, 3, 3, 1, 1, 1, 1, true, false},       // stride = kernel, ceil, exclude pad
       {1, 1, 1, 1, 1, 1, 1, 1},                                // 1x1
+      {2, 3, 13, 37, 2, 2, 2, 2},                              // rows wider than a vector (2x2/2)
+      {1, 2, 14, 40, 2, 2, 1, 1},                              // darknet's 2x2/1 on its -inf padded input
+      {1, 2, 9, 35, 3, 3, 2, 2, 1, 1, 2, 2},                   // dilation 2 with padding, wide rows
   };
 }
 
@@ -178,10 +181,45 @@ TEST_CASE("max_pool2d: hand-worked values, indices, ties and NaN") {
   auto [yp, ip] = native::max_pool2d(from_vector<double>({-4, -3, -2, -1}, {1, 1, 2, 2}), pp);
   CHECK(yp.item() == -1.0);
   CHECK(ip.item() == 3);
+  // nothing beats -inf: each window reports its first in-bounds position (3x3 input, 3x3/2 pad 1:
+  // windows start at rows/cols -1 and 1, so their first valid cells are (0,0), (0,1), (1,0), (1,1))
+  auto [yi, ii] = native::max_pool2d(full({1, 1, 3, 3}, -std::numeric_limits<double>::infinity(), TensorOptions(DType::f32)), pp);
+  CHECK(ii.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 3, 4});
+  CHECK(yi.to_vector<double>()[3] == -std::numeric_limits<double>::infinity());
   // backward puts each gradient at its index (and sums where windows share a maximum)
   const Tensor gx = native::max_pool2d_bwd(from_vector<double>({1, 10, 100, 1000}, {1, 1, 2, 2}), ind, x.sizes(),
                                            PoolParams{{2, 2}, {1, 1}});
   CHECK_VALUES(gx.to_vector<double>(), (std::vector<double>{0, 0, 0, 1, 0, 10, 0, 1100, 0}), 0.0);
+}
+
+TEST_CASE("max_pool2d: ties, -inf and NaN in long rows follow the tap loop (vectorised rows)") {
+  // Values drawn from {-inf, -1, 0, 1, NaN}: many ties, windows that are all -inf, several NaNs in
+  // one window; rows are wide enough that whole vectors of outputs are updated at once.
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const double pick[5] = {-inf, -1, 0, 1, nan};
+  const std::vector<PoolCase> cases = {
+      {1, 2, 6, 45, 2, 2, 2, 2}, {1, 2, 6, 45, 2, 2, 1, 1}, {1, 1, 7, 41, 3, 3, 2, 2, 1, 1},
+      {1, 1, 9, 40, 5, 5, 1, 1, 2, 2}, {1, 1, 8, 38, 3, 2, 1, 3, 1, 1, 2, 1},
+  };
+  uint64_t seed = 7;
+  for (const PoolCase& c : cases) {
+    CAPTURE(case_str(c));
+    std::vector<double> xv(static_cast<size_t>(c.N * c.C * c.H * c.W));
+    for (double& v : xv) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      const uint64_t r = (seed >> 33) % 16;
+      v = pick[r < 4 ? 0 : r < 7 ? 1 : r < 11 ? 2 : r < 15 ? 3 : 4];  // NaN 1/16, -inf 1/4
+    }
+    std::vector<double> want;
+    std::vector<int64_t> want_i;
+    naive_max(c, xv, &want, &want_i);
+    for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+      CAPTURE(std::string(dtype_name(dt)));
+      auto [y, ind] = native::max_pool2d(from_vector<double>(xv, {c.N, c.C, c.H, c.W}).to(dt), params_of(c));
+      check_rel(values(y), want, 0.0, "max values");
+      CHECK(ind.to_vector<int64_t>() == want_i);
+    }
+  }
 }
 
 TEST_CASE("max_pool2d matches the tap loop in every float dtype") {
