@@ -259,7 +259,7 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
     fs::copy_file(fs::path(data) / "images" / "val" / name, src / name);
   }
   const std::string det_out = d / "detect";
-  REQUIRE(ringgrad("detect --weights " + w + " --source " + src.string() + " --out " + det_out + " --save-txt --save-conf",
+  REQUIRE(ringgrad("detect --weights " + w + " --source " + src.string() + " --out " + det_out + " --save-txt --save-conf --conf 0.1",
                    d.path / "detect.log") == 0);
   const std::string dl = read_file(d.path / "detect.log");
   INFO("detect log:\n", dl);
@@ -274,7 +274,7 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
     const std::vector<TxtBox> gt = read_txt(fs::path(data) / "labels" / "val" / (std::string(stem) + ".txt"));
     const std::vector<TxtBox> pred = read_txt(fs::path(det_out) / "labels" / (std::string(stem) + ".txt"));
     for (const TxtBox& p : pred) {
-      CHECK(p.score >= 0.25);
+      CHECK(p.score >= 0.1);
       CHECK(p.cls >= 0);
       CHECK(p.cls < 3);
       CHECK(p.cx >= 0);
@@ -293,7 +293,7 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
   MESSAGE("detect: ", found, " of ", gt_total, " labelled shapes found (IoU >= 0.5, same class), ", predicted,
           " boxes predicted");
   // A box of the right class at IoU >= 0.5 with a label does not happen by chance: the txt boxes are
-  // where the shapes are, in the labels' normalisation (the weakly trained model finds 2 of 15).
+  // where the shapes are, in the labels' normalisation (at --conf 0.1 the weakly trained model finds a few of the 15).
   CHECK(found >= 1);
   CHECK(dl.find("image 8/8") != std::string::npos);
 
@@ -302,7 +302,7 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
   std::ofstream(cfg_file) << meta["cfg_text"].as_string();
   const std::string det2 = d / "detect_darknet";
   REQUIRE(ringgrad("detect --weights " + (fs::path(out) / "last.weights").string() + " --cfg " + cfg_file.string() +
-                       " --data " + data + " --img 96 --source " + src.string() + " --out " + det2 + " --save-txt --save-conf",
+                       " --data " + data + " --img 96 --source " + src.string() + " --out " + det2 + " --save-txt --save-conf --conf 0.1",
                    d.path / "detect2.log") == 0);
   for (int i = 0; i < 8; ++i) {
     char stem[32];
