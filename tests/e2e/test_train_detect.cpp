@@ -150,16 +150,16 @@ std::string small_run(const std::string& data, const std::string& out) {
 
 TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 ranks; detect boxes the shapes") {
   TempDir d;
-  // 3 classes, 1-3 large shapes on 96-128 px images: YOLOv3-tiny at 96 px, 600 small steps with a
-  // strong class gain and no mosaic, in about a minute. Measured on 2 cores: mAP@0.5 0.007 after the
-  // first epoch, 0.20 after the tenth (scripts/train.sh's longer run reaches 0.77 on 6 classes).
+  // 3 classes, 1-3 large shapes on 96-128 px images: YOLOv3-tiny at 96 px, 840 small steps with a
+  // strong class gain and no mosaic, in about a minute. Measured on 2 cores: mAP@0.5 0.01 after the
+  // first epoch, 0.35 after the 14th (scripts/train.sh's longer run reaches 0.77 on 6 classes).
   const std::string data = make_shapes(d, "shapes", 3, 480, 40, 96, 128, 0.3, 3);
   const std::string out = d / "run";
   const fs::path hyp = d.path / "hyp.yaml";
   std::ofstream(hyp) << "cls: 3.0\nmosaic: 0.0\nscale: 0.3\n";
   const auto t0 = std::chrono::steady_clock::now();
   const std::string args = small_run(data, out) +
-                           " --img 96 --epochs 10 --batch-size 8 --accumulate 1 --optimizer adam --lr 0.003 "
+                           " --img 96 --epochs 14 --batch-size 8 --accumulate 1 --optimizer adam --lr 0.003 "
                            "--warmup-epochs 1 --workers 2 --hyp " + hyp.string();
   REQUIRE(ringgrad(args, d.path / "train.log", "OMP_NUM_THREADS=2") == 0);
   const std::string log = read_file(d.path / "train.log");
@@ -179,12 +179,12 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
     REQUIRE(cells.size() == 11);
     map50.push_back(std::stod(cells[6]));
   }
-  REQUIRE(map50.size() == 10);
-  MESSAGE("YOLOv3-tiny 96 px, 480 images x 10 epochs in ", train_s, " s: mAP@0.5 ", map50.front(), " -> ", map50.back());
+  REQUIRE(map50.size() == 14);
+  MESSAGE("YOLOv3-tiny 96 px, 480 images x 14 epochs in ", train_s, " s: mAP@0.5 ", map50.front(), " -> ", map50.back());
   CHECK(map50.front() < 0.05);
-  CHECK(map50.back() >= 0.12);
+  CHECK(map50.back() >= 0.2);
   CHECK(map50.back() >= 3 * map50.front());
-  CHECK(log.find("epoch 10/10") != std::string::npos);
+  CHECK(log.find("epoch 14/14") != std::string::npos);
   CHECK(log.find("mAP50-95") != std::string::npos);
   CHECK(log.find("Instances") != std::string::npos);  // the per-class table at the end
   CHECK(log.find("cfg yolov3-tiny.cfg: 80 classes rewritten to the data's 3") != std::string::npos);
@@ -202,7 +202,7 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
   CHECK(meta["names"][0].as_string() == "circle");
   CHECK(meta["img"].as_int() == 96);
   CHECK(meta["anchors"].size() == 6);
-  CHECK(meta["epoch"].as_int() == 10);
+  CHECK(meta["epoch"].as_int() == 14);
   CHECK(fs::exists(fs::path(out) / "best.safetensors"));
 
   // last.weights is the checkpoint's model in darknet format: it loads into the network the metadata
@@ -293,8 +293,8 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
   MESSAGE("detect: ", found, " of ", gt_total, " labelled shapes found (IoU >= 0.5, same class), ", predicted,
           " boxes predicted");
   // A box of the right class at IoU >= 0.5 with a label does not happen by chance: the txt boxes are
-  // where the shapes are, in the labels' normalisation (at --conf 0.1 the weakly trained model finds a few of the 15).
-  CHECK(found >= 1);
+  // where the shapes are, in the labels' normalisation (at --conf 0.1 the one-minute model finds 6 of the 15).
+  CHECK(found * 5 >= gt_total);  // 6 of 15 when measured
   CHECK(dl.find("image 8/8") != std::string::npos);
 
   // The darknet pair (last.weights + the cfg from the metadata) gives the same txt files.
