@@ -134,6 +134,8 @@ Config parse_config(const Args& args) {
                c.model == "resnet152",
            "bench dp-vs-ddp: --model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '", c.model, "'");
   c.resolve_defaults();
+  RG_CHECK(!c.yolo() || c.image_size % 32 == 0, "bench dp-vs-ddp: --image-size must be a multiple of 32 for ",
+           c.model, ", got ", c.image_size);
   RG_CHECK(c.image_size >= 8 && c.batch >= 1 && c.steps >= 1 && c.warmup >= 0 && c.width >= 1 &&
                c.num_classes >= 2 && c.threads >= 1 && c.alpha_us >= 0 && c.repeats >= 1,
            "bench dp-vs-ddp: bad sizes (need --image-size >= 8, --batch-per-replica >= 1, --steps >= 1, "
@@ -143,7 +145,8 @@ Config parse_config(const Args& args) {
 
 void Config::resolve_defaults() {
   const bool gpu = cuda();
-  if (image_size <= 0) image_size = gpu ? 224 : 64;
+  if (num_classes <= 0) num_classes = yolo() ? 80 : 1000;
+  if (image_size <= 0) image_size = yolo() ? (gpu ? 416 : 128) : (gpu ? 224 : 64);
   if (batch <= 0) batch = gpu ? 32 : 8;
   if (steps <= 0) steps = gpu ? 20 : 8;
   if (warmup < 0) warmup = gpu ? 5 : 2;

@@ -1,5 +1,5 @@
 // `ringgrad bench dp-vs-ddp`: single device vs DataParallel vs DDP (overlapped and not) on a
-// ResNet with synthetic tensors; the configuration shared by the driver and its worker processes.
+// ResNet or a YOLO with synthetic tensors; the configuration shared by the driver and its workers.
 #pragma once
 
 #include <cstdint>
@@ -20,11 +20,11 @@ namespace rg::app::bench {
 // the driver combines the ranks (slowest rank's wall time, mean phases, largest peak) and writes
 // the CSV, the SVG and the report.
 struct Config {
-  std::string model = "resnet50";  // resnet18|34|50|101|152
+  std::string model = "resnet50";  // resnet18|34|50|101|152, yolov3|yolov3-tiny|yolov3-spp
   bool small_input = false;
   int64_t width = 64;              // ResNet base_planes (64 = torchvision)
-  int64_t num_classes = 1000;
-  int64_t image_size = 0;          // 0: 224 on CUDA, 64 on CPU
+  int64_t num_classes = 0;         // 0: 1000 for a ResNet, 80 for a YOLO
+  int64_t image_size = 0;          // 0: 224 on CUDA, 64 on CPU (YOLO: 416, 128)
   int64_t batch = 0;               // per replica; 0: 32 on CUDA, 8 on CPU
   int steps = 0;                   // timed steps; 0: 20 on CUDA, 8 on CPU
   int warmup = -1;                 // -1: 5 on CUDA, 2 on CPU
@@ -45,6 +45,7 @@ struct Config {
 
   // Filled in after parsing.
   bool cuda() const { return device == "cuda"; }
+  bool yolo() const { return model.rfind("yolo", 0) == 0; }
   void resolve_defaults();
   Args to_args() const;  // the flags that reproduce this configuration (for the workers)
 };

@@ -23,7 +23,9 @@
 #include "distributed/data_parallel.h"
 #include "distributed/ddp.h"
 #include "distributed/sync_batchnorm.h"
+#include "models/darknet.h"
 #include "models/resnet.h"
+#include "models/yolo_loss.h"
 #include "nn/amp/grad_scaler.h"
 #include "nn/functional.h"
 #include "nn/optim/sgd.h"
@@ -36,7 +38,14 @@ double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::shared_ptr<models::ResNet> make_model(const Config& c) {
+std::shared_ptr<nn::Module> make_model(const Config& c) {
+  if (c.yolo()) {
+    RG_CHECK(c.model == "yolov3" || c.model == "yolov3-tiny" || c.model == "yolov3-spp",
+             "bench dp-vs-ddp: unknown --model '", c.model, "' (yolov3, yolov3-tiny, yolov3-spp)");
+    models::DarknetOptions o;
+    o.num_classes = c.num_classes;
+    return models::darknet_from_cfg(c.model + ".cfg", o);
+  }
   models::ResNetOptions o;
   o.num_classes = c.num_classes;
   o.small_input = c.small_input;
@@ -46,7 +55,8 @@ std::shared_ptr<models::ResNet> make_model(const Config& c) {
   if (c.model == "resnet50") return models::resnet50(o);
   if (c.model == "resnet101") return models::resnet101(o);
   if (c.model == "resnet152") return models::resnet152(o);
-  RG_THROW("bench dp-vs-ddp: unknown --model '", c.model, "' (resnet18, resnet34, resnet50, resnet101, resnet152)");
+  RG_THROW("bench dp-vs-ddp: unknown --model '", c.model,
+           "' (resnet18, resnet34, resnet50, resnet101, resnet152, yolov3, yolov3-tiny, yolov3-spp)");
 }
 
 double median(std::vector<double> v) {
@@ -101,7 +111,8 @@ struct Setup {
   std::unique_ptr<amp::GradScaler> scaler;
   int64_t local_batch = 0;
   Tensor x;  // (local_batch, 3, image_size, image_size)
-  Tensor y;  // (local_batch,) class ids
+  Tensor y;  // (local_batch,) class ids; YOLO: (N, 6) targets [image, class, cx, cy, w, h]
+  std::vector<models::YoloHeadSpec> heads;  // YOLO only
 
   void sync_all() const {
     for (int d : cuda_devices) cuda::synchronize(d);
@@ -197,7 +208,18 @@ void set_up_training(const Config& cfg, Setup& s) {
   s.local_batch = s.is_dp ? s.n * cfg.batch : cfg.batch;
   Generator gen(cfg.seed * 7919 + 17 + static_cast<uint64_t>(s.rank));
   s.x = randn({s.local_batch, 3, cfg.image_size, cfg.image_size}, TensorOptions().device(s.dev), &gen);
-  s.y = randint(0, cfg.num_classes, {s.local_batch}, TensorOptions(DType::i64).device(s.dev), &gen);
+  if (auto* dn = dynamic_cast<models::Darknet*>(s.model.get())) {
+    // YOLO: 4 random boxes per image (centres in [0.1, 0.9], sides in [0.05, 0.5] of the image).
+    s.heads = dn->heads();
+    const int64_t n = 4 * s.local_batch;
+    const Tensor img = floor(arange(static_cast<double>(n)) / 4.0);
+    const Tensor cls = floor(rand({n}, TensorOptions(), &gen) * (static_cast<double>(cfg.num_classes) - 1e-3));
+    const Tensor cxy = rand({n, 2}, TensorOptions(), &gen) * 0.8 + 0.1;
+    const Tensor wh = rand({n, 2}, TensorOptions(), &gen) * 0.45 + 0.05;
+    s.y = cat({img.unsqueeze(1), cls.unsqueeze(1), cxy, wh}, 1).to(s.dev);
+  } else {
+    s.y = randint(0, cfg.num_classes, {s.local_batch}, TensorOptions(DType::i64).device(s.dev), &gen);
+  }
 }
 
 // ---- the step timer
@@ -219,6 +241,7 @@ class StepTimer {
   std::vector<std::vector<double>> bucket_launch_abs, bucket_finish_abs;
   Tensor last_loss;  // () the latest step's loss
   int64_t out_elem_bytes = 4;
+  int64_t out_per_sample = 0;  // output elements per sample (classes; YOLO: rows x (5 + classes))
 
  private:
   void add_ddp_stats(double backward_start_ms, double* bwd);
@@ -232,10 +255,15 @@ void StepTimer::step(bool record, bool sync) {
   Tensor loss;
   {
     amp::AutocastGuard ac(s_.amp_dtype, s_.use_amp);
-    const Tensor logits =  // (b, classes)
+    const Tensor logits =  // (b, classes); YOLO: (b, rows, 5 + classes)
         s_.dp ? s_.dp->forward(s_.x) : s_.ddp ? s_.ddp->forward(s_.x) : s_.model->forward(s_.x);
     out_elem_bytes = static_cast<int64_t>(logits.element_size());
-    loss = nn::functional::cross_entropy(logits, s_.y);
+    out_per_sample = logits.numel() / std::max<int64_t>(1, logits.size(0));
+    if (s_.heads.empty()) {
+      loss = nn::functional::cross_entropy(logits, s_.y);
+    } else {
+      loss = models::yolo_loss(logits, s_.y, s_.heads, s_.x.size(2), s_.x.size(3)).total;
+    }
   }
   if (sync) s_.sync_all();
   const double t1 = now_ms();
@@ -383,7 +411,7 @@ void write_results(const Config& cfg, const Setup& s, const StepTimer& st, const
   j.set("param_bytes", s.param_bytes);
   j.set("buffer_bytes", s.buffer_bytes);
   j.set("input_bytes_per_sample", int64_t{3} * cfg.image_size * cfg.image_size * 4);
-  j.set("output_bytes_per_sample", cfg.num_classes * st.out_elem_bytes);
+  j.set("output_bytes_per_sample", st.out_per_sample * st.out_elem_bytes);
   j.set("peak_bytes", peak);
   j.set("peak_bytes_per_device", peak_list);
   j.set("buckets", buckets_json(st));

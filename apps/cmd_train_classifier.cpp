@@ -36,14 +36,17 @@ int cmd_train_classifier(const Args& args) {
 }
 
 int cmd_train(const Args& args) {
-  if (args.empty() || has_flag(args, "-h") || has_flag(args, "--help")) {
-    std::printf("usage: ringgrad train --task classify [options]   (see ringgrad train-classifier --help)\n");
+  const std::string task = last_opt(args, "--task", "");
+  if (args.empty() || (task.empty() && (has_flag(args, "-h") || has_flag(args, "--help")))) {
+    std::printf(
+        "usage: ringgrad train --task classify|detect [options]\n"
+        "  classify: see ringgrad train-classifier --help\n"
+        "  detect:   see ringgrad train-detector --help\n");
     return args.empty() ? 2 : 0;
   }
-  const std::string task = last_opt(args, "--task", "");
-  RG_CHECK(task == "classify", "train: --task ", task.empty() ? "is required" : "'" + task + "' is not available",
-           " (tasks: classify)");
-  return cmd_train_classifier(args);
+  RG_CHECK(task == "classify" || task == "detect", "train: --task ",
+           task.empty() ? "is required" : "'" + task + "' is not available", " (tasks: classify, detect)");
+  return task == "detect" ? cmd_train_detector(args) : cmd_train_classifier(args);
 }
 
 }  // namespace rg::app

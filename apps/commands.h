@@ -14,6 +14,9 @@ int cmd_launch(const Args& args);
 int cmd_make_data(const Args& args);
 int cmd_train_classifier(const Args& args);
 int cmd_train(const Args& args);
+int cmd_train_detector(const Args& args);
+int cmd_val(const Args& args);
+int cmd_detect(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_model(const Args& args);
 

@@ -37,7 +37,10 @@ const Command kCommands[] = {
     {"launch", rg::app::cmd_launch, "start N ranks of a program with the rendezvous variables (torchrun)"},
     {"make-data", rg::app::cmd_make_data, "write a synthetic dataset (classify: ImageFolder; detect: YOLO + COCO)"},
     {"train-classifier", rg::app::cmd_train_classifier, "train a ResNet classifier on an ImageFolder dataset"},
-    {"train", rg::app::cmd_train, "train a model: --task classify (same as train-classifier)"},
+    {"train-detector", rg::app::cmd_train_detector, "train a darknet YOLO detector on a YOLO data.yaml"},
+    {"train", rg::app::cmd_train, "train a model: --task classify|detect (train-classifier, train-detector)"},
+    {"val", rg::app::cmd_val, "evaluate a detector: COCO mAP on a data.yaml's val split, predictions as COCO json"},
+    {"detect", rg::app::cmd_detect, "run a detector on images: pictures with boxes, YOLO txt files"},
     {"model", rg::app::cmd_model, "darknet cfg: layer table, one forward's raw heads, .weights conversion"},
     {"bench", rg::app::cmd_bench, "built-in benchmarks: dp-vs-ddp (single device vs DataParallel vs DDP)"},
 };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -215,8 +216,19 @@ void Trainer::print_header() const {
   } else {
     std::snprintf(steps, sizeof(steps), "%lld steps/epoch", static_cast<long long>(nb_));
   }
-  std::snprintf(line, sizeof(line), "%s: %s, batch %lld (%s), %s lr %g, %s schedule, amp %s, device %s",
-                info_.command.c_str(), task_.describe().c_str(), static_cast<long long>(ctx_->batch), steps,
+  // A task whose --batch-size is global says so (and the per-rank share on several ranks).
+  char batch[96];
+  if (info_.global_batch) {
+    std::snprintf(batch, sizeof(batch), "global batch %lld", static_cast<long long>(ctx_->batch * dist_.world));
+    if (dist_.world > 1) {
+      std::snprintf(batch + std::strlen(batch), sizeof(batch) - std::strlen(batch), " = %lld per rank x %lld",
+                    static_cast<long long>(ctx_->batch), static_cast<long long>(dist_.world));
+    }
+  } else {
+    std::snprintf(batch, sizeof(batch), "batch %lld", static_cast<long long>(ctx_->batch));
+  }
+  std::snprintf(line, sizeof(line), "%s: %s, %s (%s), %s lr %g, %s schedule, amp %s, device %s",
+                info_.command.c_str(), task_.describe().c_str(), batch, steps,
                 o_.optimizer.c_str(), *o_.lr, o_.scheduler.c_str(), o_.amp.c_str(),
                 impl_->dp ? o_.device.c_str() : dist_.device.str().c_str());
   log(1, line);
