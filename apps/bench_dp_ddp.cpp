@@ -131,8 +131,9 @@ Config parse_config(const Args& args) {
     RG_CHECK(v >= lo, "bench dp-vs-ddp: ", name, " must be >= ", lo, ", got ", v);
   }
   RG_CHECK(c.model == "resnet18" || c.model == "resnet34" || c.model == "resnet50" || c.model == "resnet101" ||
-               c.model == "resnet152",
-           "bench dp-vs-ddp: --model must be resnet18, resnet34, resnet50, resnet101 or resnet152, got '", c.model, "'");
+               c.model == "resnet152" || c.model == "yolov3" || c.model == "yolov3-tiny" || c.model == "yolov3-spp",
+           "bench dp-vs-ddp: --model must be resnet18, resnet34, resnet50, resnet101, resnet152, yolov3, yolov3-tiny or "
+           "yolov3-spp, got '", c.model, "'");
   c.resolve_defaults();
   RG_CHECK(!c.yolo() || c.image_size % 32 == 0, "bench dp-vs-ddp: --image-size must be a multiple of 32 for ",
            c.model, ", got ", c.image_size);

@@ -171,15 +171,16 @@ TEST_CASE("e2e: launch --max-restarts 1, a rank SIGKILLed at a random step, --re
 TEST_CASE("e2e: SIGTERM to the launcher mid-run: exit 75 with the step in progress saved; the rerun ends equal") {
   TempDir d;
   const std::string data = make_data(d);
-  // 6 epochs of 4 steps: time for the signal to land mid-run.
-  REQUIRE(run(launch2({}, plus(train_args(data, d / "straight"), {"--epochs", "6"})), d / "straight.log") == 0);
-  const auto args = plus(train_args(data, d / "term"), {"--resume", "auto", "--epochs", "6"});
+  // 30 epochs of 4 steps (~1.5 s on 2 cores): the signal, 0-200 ms after the first step, lands
+  // mid-run (with 6 epochs a fast machine sometimes finished first and the launcher exited 143).
+  REQUIRE(run(launch2({}, plus(train_args(data, d / "straight"), {"--epochs", "30"})), d / "straight.log") == 0);
+  const auto args = plus(train_args(data, d / "term"), {"--resume", "auto", "--epochs", "30"});
   const int pid = start(launch2({"--log-dir", d / "logs"}, args), {}, d / "term.log");
   // Once rank 0 has trained a step or two, at a random moment.
   std::mt19937 g = rng_from_time();
   const std::string rank0 = d / "logs/rank_0.log";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!contains(read_file(rank0), "epoch 1/6 [") && std::chrono::steady_clock::now() < deadline) {
+  while (!contains(read_file(rank0), "epoch 1/30 [") && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 200)(g)));
@@ -193,9 +194,9 @@ TEST_CASE("e2e: SIGTERM to the launcher mid-run: exit 75 with the step in progre
   CHECK(contains(out, "preempted (SIGTERM)"));
   CHECK(contains(out, "step " + std::to_string(saved) + "; saved"));
   // Lost work: every step rank 0 finished is in the checkpoint (its progress lines, one per step,
-  // "epoch E/6 [====>   ] B/4 ...", printed after the step's backward).
+  // "epoch E/30 [====>   ] B/4 ...", printed after the step's backward).
   int64_t done = 0;
-  const std::regex bar(R"(epoch (\d+)/6 \[[^\]]*\] (\d+)/4)");
+  const std::regex bar(R"(epoch (\d+)/30 \[[^\]]*\] (\d+)/4)");
   for (auto it = std::sregex_iterator(out.begin(), out.end(), bar); it != std::sregex_iterator(); ++it) {
     done = std::max<int64_t>(done, (std::stoll((*it)[1]) - 1) * 4 + std::stoll((*it)[2]));
   }

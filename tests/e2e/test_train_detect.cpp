@@ -170,14 +170,17 @@ TEST_CASE("e2e: train-detector learns shapes; val reproduces its mAP on 1 and 2 
   std::ifstream csv(fs::path(out) / "results.csv");
   std::string header;
   REQUIRE(std::getline(csv, header));
-  CHECK(header == "epoch,train/box,train/obj,train/cls,val/P,val/R,val/mAP50,val/mAP50-95,fitness,lr,seconds");
+  CHECK(header ==
+        "epoch,train/box,train/obj,train/cls,val/P,val/R,val/mAP50,val/mAP50-95,fitness,lr,nan_skips,corrupt,seconds");
   std::vector<double> map50;
   for (std::string line; std::getline(csv, line);) {
     std::vector<std::string> cells;
     std::stringstream ss(line);
     for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
-    REQUIRE(cells.size() == 11);
+    REQUIRE(cells.size() == 13);
     map50.push_back(std::stod(cells[6]));
+    CHECK(cells[10] == "0");  // no step skipped by the NaN guard
+    CHECK(cells[11] == "0");  // no corrupt sample replaced
   }
   REQUIRE(map50.size() == 14);
   MESSAGE("YOLOv3-tiny 96 px, 480 images x 14 epochs in ", train_s, " s: mAP@0.5 ", map50.front(), " -> ", map50.back());
