@@ -246,7 +246,14 @@ void Trainer::print_header() const {
 std::string Trainer::progress_stats(const Batch* last) const {
   const Impl& m = *impl_;
   Figures f = info_.terms;
-  const std::vector<double> h = m.sums.host();
+  // The committed steps' sums plus the micro-batches of the optimizer step in progress: the sums
+  // take a step only once the NaN guard passed it (optimizer_step), and with --accumulate a window
+  // can span the whole epoch, which would leave the bar at zero.
+  std::vector<double> h = m.sums.host();
+  for (const StepLoss& l : m.step_losses) {
+    for (size_t i = 0; i < l.sums.size() && i + 1 < h.size(); ++i) h[i] += l.sums[i].item();
+    h.back() += l.count;
+  }
   for (size_t i = 0; i < f.size(); ++i) f[i].value = h.back() > 0 ? h[i] / h.back() : 0.0;
   char lr[48];
   std::snprintf(lr, sizeof(lr), "lr %.4g", m.opt->param_groups()[0].lr());

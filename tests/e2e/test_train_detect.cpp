@@ -367,6 +367,29 @@ TEST_CASE("e2e: a resumed detection run ends bitwise equal to an uninterrupted o
   CHECK(read_file(d.path / "straight" / "last.weights") == read_file(d.path / "part" / "last.weights"));
 }
 
+// ---- the progress line
+
+TEST_CASE("e2e: the progress line shows the losses of the optimizer step in progress (default --accumulate)") {
+  // Batch 2 accumulates to 64 images: the whole epoch is one optimizer step, whose losses join the
+  // epoch's sums only once the NaN guard passed it; the bar must show them before that.
+  TempDir d;
+  const std::string data = make_shapes(d, "tiny", 3, 20, 4, 64, 96, 0.3, 3);
+  REQUIRE(ringgrad(small_run(data, d / "acc") + " --img 64 --epochs 1 --batch-size 2 --workers 0 --log-every 1",
+                   d.path / "acc.log") == 0);
+  const std::string log = read_file(d.path / "acc.log");
+  INFO("log:\n", log);
+  size_t bars = 0, zero = 0;
+  for (size_t at = log.find("] "); at != std::string::npos; at = log.find("] ", at + 1)) {
+    const size_t end = log.find('\n', at);
+    const std::string line = log.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (line.find(" box ") == std::string::npos) continue;
+    ++bars;
+    zero += line.find("box 0.0000  obj 0.0000  cls 0.0000") != std::string::npos;
+  }
+  CHECK(bars >= 5);
+  CHECK(zero == 0);
+}
+
 // ---- bad inputs
 
 TEST_CASE("e2e: detection inputs that are wrong give clean errors") {
