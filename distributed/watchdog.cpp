@@ -2,10 +2,7 @@
 // process's watching and publishing threads, stacks captured through a signal, and the report.
 #include "distributed/watchdog.h"
 
-#include <cxxabi.h>
-#include <dlfcn.h>
 #include <execinfo.h>
-#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -17,13 +14,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "core/stack_symbols.h"
 #include "distributed/exit_codes.h"
 
 namespace rg::dist {
@@ -286,90 +283,15 @@ std::vector<void*> capture_stack(pid_t tid) {
   return out;
 }
 
-std::string hex(uintptr_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%zx", static_cast<size_t>(v));
-  return b;
-}
-
-// A stack frame, named through the dynamic symbol table when it is there, else through addr2line.
-struct Frame {
-  void* pc = nullptr;
-  std::string name;    // "rg::dist::CompletionWork::wait() + 0x4c", or "" when not found yet
-  std::string object;  // the file it lies in (for addr2line), "" when unknown
-  uintptr_t offset = 0;  // pc relative to that file's load address
-};
-
-std::string demangled(const char* sym) {
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> dm(abi::__cxa_demangle(sym, nullptr, nullptr, &status), &std::free);
-  std::string name = status == 0 && dm ? dm.get() : sym;
-  if (name.size() > 200) name = name.substr(0, 197) + "...";
-  return name;
-}
-
-bool is_main_program(const char* fname) {
-  if (!fname || fname[0] != '/') return true;  // "" or the relative name it was started with
-  static const std::string exe = [] {
-    std::error_code ec;
-    return std::filesystem::canonical("/proc/self/exe", ec).string();
-  }();
-  std::error_code ec;
-  return std::filesystem::canonical(fname, ec).string() == exe;
-}
-
-Frame resolve_dynamic(void* pc) {
-  Frame f;
-  f.pc = pc;
-  Dl_info di{};
-  ElfW(Sym)* sym = nullptr;
-  char* look = static_cast<char*>(pc) - 1;  // a return address points past its call
-  if (!::dladdr1(look, &di, reinterpret_cast<void**>(&sym), RTLD_DL_SYMENT)) return f;
-  // The main program reports the name it was started as: /proc/self/exe is that file, wherever we are.
-  f.object = is_main_program(di.dli_fname) ? "/proc/self/exe" : di.dli_fname;
-  f.offset = static_cast<uintptr_t>(look - static_cast<char*>(di.dli_fbase));
-  const char* start = static_cast<const char*>(di.dli_saddr);
-  if (di.dli_sname && sym && look >= start && look < start + std::max<size_t>(sym->st_size, 1)) {
-    f.name = demangled(di.dli_sname) + " + " + hex(static_cast<uintptr_t>(static_cast<char*>(pc) - start));
+// "rg::dist::CompletionWork::wait() + 0x4c at work.cpp:88 (ringgrad)"; unnamed: file+offset.
+std::string frame_text(const StackFrame& f) {
+  if (f.name.empty()) {
+    return f.object.empty() ? hex_address(reinterpret_cast<uintptr_t>(f.pc)) : frame_object_name(f) + "+" + hex_address(f.offset);
   }
-  return f;
-}
-
-// Names the program's frames outside the dynamic symbol table (static functions, lambdas) with
-// `addr2line -Cf`, which reads its full symbol table; skipped when addr2line is not installed.
-// Shared libraries are left as file+offset: most ship without a full symbol table, and addr2line
-// would then name the nearest exported function instead.
-void resolve_with_addr2line(std::vector<Frame*>& frames) {
-  std::vector<Frame*> mine;
-  std::string cmd = "addr2line -Cfe /proc/" + std::to_string(::getpid()) + "/exe";  // not the shell's /proc/self
-  for (Frame* f : frames) {
-    if (!f->name.empty() || f->object != "/proc/self/exe") continue;
-    mine.push_back(f);
-    cmd += " " + hex(f->offset);
-  }
-  if (mine.empty()) return;
-  cmd += " 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return;
-  char line[4096];
-  for (Frame* f : mine) {
-    if (!std::fgets(line, sizeof line, p)) break;
-    std::string fn = line;
-    while (!fn.empty() && (fn.back() == '\n' || fn.back() == '\r')) fn.pop_back();
-    if (!std::fgets(line, sizeof line, p)) break;  // file:line ("??:?" without debug information)
-    if (fn.size() > 200) fn.resize(200);
-    if (fn != "??" && !fn.empty()) f->name = fn;
-  }
-  ::pclose(p);
-}
-
-std::string frame_text(const Frame& f) {
-  const char* slash = std::strrchr(f.object.c_str(), '/');
-  const std::string file = f.object == "/proc/self/exe" ? program_invocation_short_name
-                                                          : (slash ? slash + 1 : f.object.c_str());
-  if (!f.name.empty()) return f.name + " (" + file + ")";
-  if (f.object.empty()) return hex(reinterpret_cast<uintptr_t>(f.pc));
-  return file + "+" + hex(f.offset);
+  std::string s = f.name;
+  if (f.name_off > 0) s += " + " + hex_address(f.name_off);
+  if (!f.where.empty()) s += " at " + f.where;
+  return s + " (" + frame_object_name(f) + ")";
 }
 
 std::string thread_name(pid_t tid) {
@@ -398,14 +320,14 @@ std::string stacks_section(pid_t issuer, bool ran_here) {
     std::lock_guard<std::mutex> g(waiters_mutex());
     for (pid_t t : std::set<pid_t>(waiters().begin(), waiters().end())) add(t, "blocked in a wait");
   }
-  std::vector<std::vector<Frame>> stacks;
-  std::vector<Frame*> all;
+  std::vector<std::vector<StackFrame>> stacks;
+  std::vector<StackFrame*> all;
   for (const auto& t : threads) {
     stacks.emplace_back();
-    for (void* pc : capture_stack(t.first)) stacks.back().push_back(resolve_dynamic(pc));
+    for (void* pc : capture_stack(t.first)) stacks.back().push_back(resolve_frame(pc));
   }
   for (auto& st : stacks) {
-    for (Frame& f : st) all.push_back(&f);
+    for (StackFrame& f : st) all.push_back(&f);
   }
   resolve_with_addr2line(all);
   std::string out;
