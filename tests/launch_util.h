@@ -1,10 +1,14 @@
 // Helpers for tests that start processes: a scratch directory, whole-file reads, the built ringgrad
-// executable, and ranks started through the launcher as copies of the running test executable, each
-// running one doctest case that normal runs skip (Note [Ranks as copies of the test executable]).
+// executable, child processes with a log and their exit codes, and ranks started through the
+// launcher as copies of the running test executable, each running one doctest case that normal
+// runs skip (Note [Ranks as copies of the test executable]).
 #pragma once
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +19,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -116,6 +121,55 @@ inline SelfLaunch launch_copies(const SelfLaunchOptions& so) {
   }
   if (so.remove_logs) ::rmdir(so.log_dir.c_str());
   return out;
+}
+
+// Starts args (args[0] a path, or a name looked up on PATH) as a child process with stdout and
+// stderr in `log` (truncated) and this process's environment, where each "KEY=VALUE" of `env`
+// replaces or adds its key; returns the pid.
+inline int start_process(const std::vector<std::string>& args, const std::string& log,
+                         const std::vector<std::string>& env = {}) {
+  std::vector<std::string> a = args, e;
+  for (char** p = environ; *p; ++p) {
+    const std::string kv = *p, key = kv.substr(0, kv.find('=') + 1);
+    bool replaced = false;
+    for (const std::string& x : env) replaced = replaced || x.rfind(key, 0) == 0;
+    if (!replaced) e.push_back(kv);
+  }
+  e.insert(e.end(), env.begin(), env.end());
+  std::vector<char*> argv, envp;
+  for (auto& s : a) argv.push_back(s.data());
+  for (auto& s : e) envp.push_back(s.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE_MESSAGE(fd >= 0, "cannot open ", log);
+  const int pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(fd);
+  return pid;
+}
+
+// The child's exit code (128 + signal when killed) once it ends within `limit`; else it is
+// killed (SIGKILL) and -1 returned.
+inline int wait_exit(int pid, std::chrono::milliseconds limit = std::chrono::seconds(240)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  int st = 0;
+  for (;;) {
+    const int r = ::waitpid(pid, &st, WNOHANG);
+    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() > end) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace rg::test

@@ -18,18 +18,7 @@ namespace {
 int spawn_cli(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> a = {RG_RINGGRAD_BIN, "launch"};
   a.insert(a.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& s : a) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  const int pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
+  return rg::test::start_process(a, log);
 }
 
 std::vector<int> read_pids(const std::string& dir, int n) {
@@ -45,11 +34,6 @@ bool pid_files_ready(const std::string& dir, int n) {
   return true;
 }
 
-int wait_exit_code(int pid) {
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 }  // namespace
 
@@ -111,7 +95,7 @@ TEST_CASE("ringgrad launch: killing the launcher (SIGKILL) takes its ranks down 
   const auto pids = read_pids(dir.path(), 2);
   for (int pid : pids) CHECK(process_alive(pid));
   ::kill(cli, SIGKILL);
-  CHECK(wait_exit_code(cli) == 128 + SIGKILL);
+  CHECK(rg::test::wait_exit(cli) == 128 + SIGKILL);
   for (int pid : pids) CHECK(wait_until([&] { return !process_alive(pid); }, 5000ms));
 }
 
@@ -122,7 +106,7 @@ TEST_CASE("ringgrad launch: SIGTERM to the launcher is passed on to every rank")
   REQUIRE(wait_until([&] { return pid_files_ready(dir.path(), 2); }, 20000ms));
   const auto pids = read_pids(dir.path(), 2);
   ::kill(cli, SIGTERM);
-  CHECK(wait_exit_code(cli) == 128 + SIGTERM);
+  CHECK(rg::test::wait_exit(cli) == 128 + SIGTERM);
   for (int pid : pids) {
     CHECK_MESSAGE(std::filesystem::exists(dir.path() + "/term_" + std::to_string(pid)), "rank pid ", pid,
                   " did not get SIGTERM");
@@ -137,17 +121,17 @@ TEST_CASE("ringgrad launch: nccl refuses more ranks than visible GPUs; usage err
   {
     EnvScope env{{"CUDA_VISIBLE_DEVICES", std::string("")}};
     const int cli = spawn_cli({"--nproc-per-node", "2", "--backend", "nccl", "--", "true"}, dir.path() + "/a.log");
-    CHECK(wait_exit_code(cli) == 1);
+    CHECK(rg::test::wait_exit(cli) == 1);
     const std::string log = read_file(dir.path() + "/a.log");
     CHECK_MESSAGE(log.find("--nproc-per-node 2 exceeds the 0 visible GPU(s) (CUDA_VISIBLE_DEVICES=)") !=
                       std::string::npos,
                   log);
   }
   const int cli = spawn_cli({"--nproc-per-node", "2", "--nnodes", "2", "--", "true"}, dir.path() + "/b.log");
-  CHECK(wait_exit_code(cli) == 1);
+  CHECK(rg::test::wait_exit(cli) == 1);
   CHECK(read_file(dir.path() + "/b.log").find("--master-addr is required with --nnodes 2") != std::string::npos);
   const int ok = spawn_cli({"--nproc_per_node=2", "true"}, dir.path() + "/c.log");  // torchrun spelling, no "--"
-  CHECK(wait_exit_code(ok) == 0);
+  CHECK(rg::test::wait_exit(ok) == 0);
 }
 
 TEST_CASE("visible GPUs: CUDA_VISIBLE_DEVICES is parsed and remapped as CUDA does") {

@@ -24,11 +24,15 @@
 #include "data/image_folder.h"
 #include "data/synthetic.h"
 #include "distributed/exit_codes.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "nn/checkpoint.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using rg::test::bitwise_differences;
+using rg::test::wait_exit;
+using rg::test::trainer_of;
 using rg::test::contains;
 using rg::test::read_file;
 using rg::test::ringgrad_bin;
@@ -64,42 +68,9 @@ std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std:
 
 // Starts `args` (args[0] a path) with `env` added to this process's environment, stdout and stderr
 // in `log`. The environment is built before fork: the child only execs.
+// args as a child process, one OpenMP thread per process, `env` added ("KEY=VALUE").
 int start(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& log) {
-  std::vector<std::string> a = args, e;
-  for (char** p = environ; *p; ++p) e.push_back(*p);
-  e.insert(e.end(), env.begin(), env.end());
-  e.push_back("OMP_NUM_THREADS=1");
-  std::vector<char*> argv, envp;
-  for (auto& s : a) argv.push_back(s.data());
-  for (auto& s : e) envp.push_back(s.data());
-  argv.push_back(nullptr);
-  envp.push_back(nullptr);
-  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  REQUIRE(fd >= 0);
-  const int pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(fd);
-  return pid;
-}
-
-// The exit code (128 + signal when killed); SIGKILL and -1 after `limit`.
-int wait_exit(int pid, std::chrono::seconds limit = std::chrono::seconds(240)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  int st = 0;
-  for (;;) {
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (std::chrono::steady_clock::now() > end) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &st, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  return rg::test::start_process(args, log, plus(env, {"OMP_NUM_THREADS=1"}));
 }
 
 // `ringgrad <args>`.
@@ -120,23 +91,6 @@ std::vector<std::string> launch2(const std::vector<std::string>& opts, const std
   a.insert(a.end(), args.begin(), args.end());
   return a;
 }
-
-int64_t bitwise_differences(const std::string& a_path, const std::string& b_path) {
-  const auto a = rg::nn::load_safetensors(a_path), b = rg::nn::load_safetensors(b_path);
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t n = 0;
-  for (const auto& [k, t] : a.tensors) {
-    const rg::Tensor* u = rg::nn::find(b.tensors, k);
-    REQUIRE_MESSAGE(u != nullptr, k);
-    if (std::memcmp(t.contiguous().data_ptr(), u->contiguous().data_ptr(), t.nbytes()) != 0) {
-      ++n;
-      MESSAGE("differs: ", k);
-    }
-  }
-  return n;
-}
-
-rg::Json trainer_of(const std::string& path) { return rg::Json::parse(*rg::nn::load_safetensors(path).meta("trainer")); }
 
 std::mt19937 rng_from_time() {
   const auto seed = static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());

@@ -17,6 +17,7 @@
 #include "core/cudnn_config.h"
 #include "core/json.h"
 #include "data/synthetic.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "nn/checkpoint.h"
 #include "test_util.h"
@@ -63,25 +64,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Every tensor of `a` equals the same-named tensor of `b` byte for byte (and the key sets match).
-void check_bitwise_equal(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors& b) {
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t differing = 0;
-  for (size_t i = 0; i < a.tensors.size(); ++i) {
-    const auto& [ka, ta] = a.tensors[i];
-    const rg::Tensor* tb = rg::nn::find(b.tensors, ka);
-    REQUIRE_MESSAGE(tb != nullptr, ka);
-    REQUIRE(ta.sizes() == tb->sizes());
-    REQUIRE(ta.dtype() == tb->dtype());
-    const bool same = std::memcmp(ta.contiguous().data_ptr(), tb->contiguous().data_ptr(), ta.nbytes()) == 0;
-    if (!same) {
-      ++differing;
-      MESSAGE("differs: ", ka);
-    }
-  }
-  CHECK(differing == 0);
-}
-
 // The state a resumed run restored, saved before its first step (ClassifyConfig::save_resumed),
 // equals the checkpoint it resumed from: every tensor byte for byte (weights, BN buffers, optimizer
 // moments, EMA weights), the optimizer, schedule, scaler and EMA state, and the trainer's counters,
@@ -90,7 +72,7 @@ void check_restored(const std::string& checkpoint, const std::string& resumed_pa
   CAPTURE(checkpoint);
   const rg::nn::SafeTensors ck = rg::nn::load_safetensors(checkpoint);
   const rg::nn::SafeTensors re = rg::nn::load_safetensors(resumed_path);
-  check_bitwise_equal(ck, re);
+  CHECK(rg::test::bitwise_differences(ck, re) == 0);
   int64_t moments = 0;
   for (const auto& [k, t] : re.tensors) moments += k.rfind("optimizer.state.", 0) == 0;
   CHECK(moments > 0);  // the optimizer had state to restore
@@ -184,7 +166,7 @@ TEST_CASE("e2e: resuming from last.safetensors ends bitwise equal to an uninterr
 
   const rg::nn::SafeTensors x = rg::nn::load_safetensors(straight.last_path);
   const rg::nn::SafeTensors y = rg::nn::load_safetensors(rest.last_path);
-  check_bitwise_equal(x, y);  // weights, BN buffers, momentum buffers, EMA weights
+  CHECK(rg::test::bitwise_differences(x, y) == 0);  // weights, BN buffers, momentum buffers, EMA weights
   CHECK(*x.meta("optimizer") == *y.meta("optimizer"));
   CHECK(*x.meta("scheduler") == *y.meta("scheduler"));
   CHECK(*x.meta("ema") == *y.meta("ema"));

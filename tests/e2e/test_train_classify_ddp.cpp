@@ -29,11 +29,14 @@
 #include "data/image_folder.h"
 #include "data/transforms.h"
 #include "distributed/launcher.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "models/resnet.h"
 #include "nn/checkpoint.h"
 
 namespace fs = std::filesystem;
+using rg::test::bitwise_differences;
+using rg::test::trainer_meta;
 
 namespace {
 
@@ -121,27 +124,6 @@ rg::dist::LaunchResult launch2(const std::vector<std::string>& args, const std::
 std::vector<std::string> plus(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
-}
-
-// How many tensors of `a` differ from the same-named tensor of `b` in any byte (key sets equal).
-int64_t bitwise_differences(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors& b) {
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t differing = 0;
-  for (const auto& [k, ta] : a.tensors) {
-    const rg::Tensor* tb = rg::nn::find(b.tensors, k);
-    REQUIRE_MESSAGE(tb != nullptr, k);
-    REQUIRE(ta.sizes() == tb->sizes());
-    if (std::memcmp(ta.contiguous().data_ptr(), tb->contiguous().data_ptr(), ta.nbytes()) != 0) {
-      ++differing;
-      MESSAGE("differs: ", k);
-    }
-  }
-  return differing;
-}
-
-rg::Json trainer_meta(const rg::nn::SafeTensors& ck) {
-  REQUIRE(ck.meta("trainer") != nullptr);
-  return rg::Json::parse(*ck.meta("trainer"));
 }
 
 struct SingleEval {

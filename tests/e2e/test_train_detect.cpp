@@ -21,6 +21,7 @@
 #include "core/json.h"
 #include "data/image.h"
 #include "data/synthetic_detect.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "models/darknet.h"
 #include "models/darknet_cfg.h"
@@ -29,6 +30,8 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using rg::test::bitwise_differences;
+using rg::test::trainer_meta;
 
 namespace {
 
@@ -68,11 +71,6 @@ std::string make_shapes(const TempDir& d, const std::string& name, int64_t class
   return o.out;
 }
 
-rg::Json trainer_meta(const rg::nn::SafeTensors& ck) {
-  REQUIRE(ck.meta("trainer") != nullptr);
-  return rg::Json::parse(*ck.meta("trainer"));
-}
-
 // The metrics `ringgrad val` prints on its machine-readable line.
 rg::Json val_metrics(const std::string& log) {
   const std::string key = "val: metrics ";
@@ -106,22 +104,6 @@ double iou(const TxtBox& a, const TxtBox& b) {
   const double iy = std::max(0.0, std::min(a.cy + a.h / 2, b.cy + b.h / 2) - std::max(a.cy - a.h / 2, b.cy - b.h / 2));
   const double inter = ix * iy;
   return inter / (a.w * a.h + b.w * b.h - inter);
-}
-
-// Every tensor of `a` equals the same-named tensor of `b` byte for byte (and the key sets match).
-int64_t bitwise_differences(const rg::nn::SafeTensors& a, const rg::nn::SafeTensors& b) {
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t differing = 0;
-  for (const auto& [k, ta] : a.tensors) {
-    const rg::Tensor* tb = rg::nn::find(b.tensors, k);
-    REQUIRE_MESSAGE(tb != nullptr, k);
-    REQUIRE(ta.sizes() == tb->sizes());
-    if (std::memcmp(ta.contiguous().data_ptr(), tb->contiguous().data_ptr(), ta.nbytes()) != 0) {
-      ++differing;
-      MESSAGE("differs: ", k);
-    }
-  }
-  return differing;
 }
 
 // Largest |a - b| over the model's floating tensors, and the largest |a - c| (how far training moved them).

@@ -17,6 +17,7 @@
 
 #include "autograd/anomaly.h"
 #include "distributed/exit_codes.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "test_util.h"
 #include "toy_task.h"
@@ -24,6 +25,8 @@
 #include "train/faults.h"
 
 namespace fs = std::filesystem;
+using rg::test::bitwise_differences;
+using rg::test::trainer_of;
 using rg::test::contains;
 using rg::test::ToyConfig;
 using rg::train::RunStopped;
@@ -49,24 +52,6 @@ ToyConfig base(const std::string& out) {
   c.seed = 5;
   c.save_period_min = 0;  // saves only where a test asks for them
   return c;
-}
-
-rg::Json trainer_of(const std::string& path) { return rg::Json::parse(*rg::nn::load_safetensors(path).meta("trainer")); }
-
-// Tensors of `a` that differ from `b` in any byte (every key, training state included).
-int64_t bitwise_differences(const std::string& a_path, const std::string& b_path) {
-  const auto a = rg::nn::load_safetensors(a_path), b = rg::nn::load_safetensors(b_path);
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t n = 0;
-  for (const auto& [k, t] : a.tensors) {
-    const rg::Tensor* u = rg::nn::find(b.tensors, k);
-    REQUIRE_MESSAGE(u != nullptr, k);
-    if (std::memcmp(t.contiguous().data_ptr(), u->contiguous().data_ptr(), t.nbytes()) != 0) {
-      ++n;
-      MESSAGE("differs: ", k);
-    }
-  }
-  return n;
 }
 
 bool any_nan(const std::string& path) {

@@ -15,12 +15,15 @@
 #include "distributed/ddp.h"
 #include "distributed/ring_cpu.h"
 #include "distributed/store.h"
+#include "checkpoint_util.h"
 #include "launch_util.h"
 #include "test_util.h"
 #include "toy_task.h"
 #include "train/cli.h"
 
 namespace fs = std::filesystem;
+using rg::test::bitwise_differences;
+using rg::test::trainer_of;
 using rg::test::contains;
 using rg::test::read_file;
 using rg::test::ToyConfig;
@@ -58,26 +61,6 @@ double model_diff(const std::string& a_path, const std::string& b_path) {
   return worst;
 }
 
-// Tensors of `a` that differ from `b` in any byte (every key, training state included).
-int64_t bitwise_differences(const std::string& a_path, const std::string& b_path) {
-  const auto a = rg::nn::load_safetensors(a_path), b = rg::nn::load_safetensors(b_path);
-  REQUIRE(a.tensors.size() == b.tensors.size());
-  int64_t n = 0;
-  for (const auto& [k, t] : a.tensors) {
-    const rg::Tensor* u = rg::nn::find(b.tensors, k);
-    REQUIRE_MESSAGE(u != nullptr, k);
-    if (std::memcmp(t.contiguous().data_ptr(), u->contiguous().data_ptr(), t.nbytes()) != 0) {
-      ++n;
-      MESSAGE("differs: ", k);
-    }
-  }
-  return n;
-}
-
-rg::Json trainer_of(const std::string& path) {
-  return rg::Json::parse(*rg::nn::load_safetensors(path).meta("trainer"));
-}
-
 std::vector<std::string> lines_of(const std::string& path) {
   std::vector<std::string> out;
   std::ifstream f(path);
@@ -85,6 +68,16 @@ std::vector<std::string> lines_of(const std::string& path) {
   return out;
 }
 }  // namespace
+
+TEST_CASE("bitwise_differences (the resume tests' comparison) sees a single changed byte") {
+  TempDir d;
+  rg::Tensor w = rg::full({5}, 1.5), v = rg::full({3}, -2.0);
+  rg::nn::save_safetensors(d / "a.safetensors", {{"w", w}, {"v", v}}, {});
+  static_cast<uint8_t*>(v.data_ptr())[0] ^= 1;  // the lowest bit of v[0]'s mantissa
+  rg::nn::save_safetensors(d / "b.safetensors", {{"w", w}, {"v", v}}, {});
+  CHECK(bitwise_differences(d / "a.safetensors", d / "a.safetensors") == 0);
+  CHECK(bitwise_differences(d / "a.safetensors", d / "b.safetensors") == 1);
+}
 
 TEST_CASE("accumulation: 2 micro-batches of 4 through no_sync take the steps of one batch of 8") {
   TempDir d;
