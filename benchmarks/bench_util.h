@@ -1,9 +1,13 @@
 // Timing helpers shared by the benchmark programs: the median of a sample, wall-clock timing on the CPU,
-// CUDA-event timing on the current stream, and the reason a GPU section is skipped.
+// CUDA-event timing on the current stream, the reason a GPU section is skipped, and plain
+// `--name value` / `--flag` command-line lookups.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -50,6 +54,24 @@ inline double time_gpu_ms(const std::function<void()>& fn, int warmup, int reps,
 // Why the GPU rows are not run when no CUDA device can be used.
 inline const char* no_gpu_reason() {
   return cuda::built_with_cuda() ? "no CUDA device visible" : "built without CUDA";
+}
+
+// The value after `--name` on the command line (its first occurrence), or nullptr.
+inline const char* arg_value(int argc, char** argv, const char* name) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], name)) return argv[i + 1];
+  }
+  return nullptr;
+}
+inline bool has_arg(int argc, char** argv, const char* name) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], name)) return true;
+  }
+  return false;
+}
+inline int64_t int_arg(int argc, char** argv, const char* name, int64_t fallback) {
+  const char* v = arg_value(argc, argv, name);
+  return v ? std::atoll(v) : fallback;
 }
 
 }  // namespace rg::bench

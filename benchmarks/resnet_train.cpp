@@ -153,28 +153,12 @@ void print_row(const Row& r) {
   std::fflush(stdout);
 }
 
-const char* opt_value(int argc, char** argv, const char* name) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return argv[i + 1];
-  }
-  return nullptr;
-}
-bool has(int argc, char** argv, const char* name) {
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return true;
-  }
-  return false;
-}
-int64_t int_opt(int argc, char** argv, const char* name, int64_t fallback) {
-  const char* v = opt_value(argc, argv, name);
-  return v ? std::atoll(v) : fallback;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool cpu = !has(argc, argv, "--gpu-only"), gpu = !has(argc, argv, "--cpu-only");
-  const std::string model = opt_value(argc, argv, "--model") ? opt_value(argc, argv, "--model") : "resnet50";
+  const bool cpu = !bench::has_arg(argc, argv, "--gpu-only"), gpu = !bench::has_arg(argc, argv, "--cpu-only");
+  const std::string model = bench::arg_value(argc, argv, "--model") ? bench::arg_value(argc, argv, "--model") : "resnet50";
   if (model != "resnet50" && model != "resnet18") {
     std::fprintf(stderr, "bench_resnet_train: --model must be resnet50 or resnet18\n");
     return 2;
@@ -192,9 +176,9 @@ int main(int argc, char** argv) {
     Mode m;
     m.name = "f32";
     m.device = kCPU;
-    m.batch = int_opt(argc, argv, "--cpu-batch", 8);
-    m.size = int_opt(argc, argv, "--cpu-size", 224);
-    m.steps = static_cast<int>(int_opt(argc, argv, "--cpu-steps", 3));
+    m.batch = bench::int_arg(argc, argv, "--cpu-batch", 8);
+    m.size = bench::int_arg(argc, argv, "--cpu-size", 224);
+    m.steps = static_cast<int>(bench::int_arg(argc, argv, "--cpu-steps", 3));
     m.warmup = 1;
     m.split_steps = 2;
     print_row(run(m, model));
@@ -203,8 +187,8 @@ int main(int argc, char** argv) {
     if (!cuda::is_available()) {
       std::printf("%-7s (GPU rows skipped: %s)\n", "cuda", bench::no_gpu_reason());
     } else {
-      const int64_t batch = int_opt(argc, argv, "--batch", 64), size = int_opt(argc, argv, "--size", 224);
-      const int steps = static_cast<int>(int_opt(argc, argv, "--steps", 20));
+      const int64_t batch = bench::int_arg(argc, argv, "--batch", 64), size = bench::int_arg(argc, argv, "--size", 224);
+      const int steps = static_cast<int>(bench::int_arg(argc, argv, "--steps", 20));
       struct Spec {
         const char* name;
         bool tf32, amp;
@@ -214,7 +198,7 @@ int main(int argc, char** argv) {
                             {"tf32", true, false, DType::f32},
                             {"f16-amp", false, true, DType::f16},
                             {"bf16-amp", false, true, DType::bf16}};
-      const char* only = opt_value(argc, argv, "--gpu-modes");  // e.g. "f32,f16-amp"
+      const char* only = bench::arg_value(argc, argv, "--gpu-modes");  // e.g. "f32,f16-amp"
       for (const Spec& s : specs) {
         if (only) {  // exact names, comma-separated
           const std::string list = std::string(",") + only + ",";

@@ -257,30 +257,14 @@ void breakdown(const std::string& name, int64_t batch, int64_t size, int reps, d
   std::printf("\n");
 }
 
-const char* opt_value(int argc, char** argv, const char* name) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return argv[i + 1];
-  }
-  return nullptr;
-}
-bool has(int argc, char** argv, const char* name) {
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], name)) return true;
-  }
-  return false;
-}
-int64_t int_opt(int argc, char** argv, const char* name, int64_t fallback) {
-  const char* v = opt_value(argc, argv, name);
-  return v ? std::atoll(v) : fallback;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool cpu = !has(argc, argv, "--gpu-only"), gpu = !has(argc, argv, "--cpu-only");
+  const bool cpu = !bench::has_arg(argc, argv, "--gpu-only"), gpu = !bench::has_arg(argc, argv, "--cpu-only");
   std::vector<std::string> names;
   {
-    std::string list = opt_value(argc, argv, "--models") ? opt_value(argc, argv, "--models") : "yolov3,yolov3-tiny";
+    std::string list = bench::arg_value(argc, argv, "--models") ? bench::arg_value(argc, argv, "--models") : "yolov3,yolov3-tiny";
     size_t at = 0;
     while (at <= list.size()) {
       const size_t comma = std::min(list.find(',', at), list.size());
@@ -288,7 +272,7 @@ int main(int argc, char** argv) {
       at = comma + 1;
     }
   }
-  const int64_t size = int_opt(argc, argv, "--size", 416);
+  const int64_t size = bench::int_arg(argc, argv, "--size", 416);
 
   std::printf("bench_yolo_train: darknet cfgs at %lldx%lld, synthetic input; img/s of inference (eval, no grad) and of "
               "an SGD training step\n", static_cast<long long>(size), static_cast<long long>(size));
@@ -303,17 +287,17 @@ int main(int argc, char** argv) {
   std::printf("TFLOP/s = model FLOPs x img/s (a step counts 3x the forward); MFU = that over the peak below\n\n");
 
   if (cpu) {
-    const double peak = has(argc, argv, "--no-peak") ? 0.0 : eigen_gemm_gflops();
+    const double peak = bench::has_arg(argc, argv, "--no-peak") ? 0.0 : eigen_gemm_gflops();
     if (peak > 0) {
       std::printf("CPU peak: Eigen f32 GEMM 2048^3 in this run, %d thread(s): %.1f GFLOP/s (also the bf16 rows' "
                   "reference)\n", Eigen::nbThreads(), peak);
     }
-    const std::string cpu_modes = opt_value(argc, argv, "--cpu-modes") ? opt_value(argc, argv, "--cpu-modes") : "f32,bf16";
+    const std::string cpu_modes = bench::arg_value(argc, argv, "--cpu-modes") ? bench::arg_value(argc, argv, "--cpu-modes") : "f32,bf16";
     std::printf("%-12s %-7s %-9s %5s %9s %9s %9s %9s %9s %8s %8s\n", "model", "device", "mode", "batch", "fwd img/s",
                 "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
     std::map<std::string, double> f32_step_ms;
     for (const auto& n : names) {
-      if (has(argc, argv, "--breakdown-only")) break;
+      if (bench::has_arg(argc, argv, "--breakdown-only")) break;
       for (const bool amp : {false, true}) {
         if (cpu_modes.find(amp ? "bf16" : "f32") == std::string::npos) continue;
         Mode m;
@@ -321,9 +305,9 @@ int main(int argc, char** argv) {
         m.name = amp ? "bf16-amp" : "f32";
         m.amp = amp;
         m.amp_dtype = DType::bf16;
-        m.batch = int_opt(argc, argv, "--cpu-batch", 2);
+        m.batch = bench::int_arg(argc, argv, "--cpu-batch", 2);
         m.size = size;
-        m.steps = static_cast<int>(int_opt(argc, argv, "--cpu-steps", n == "yolov3-tiny" ? 5 : 2));
+        m.steps = static_cast<int>(bench::int_arg(argc, argv, "--cpu-steps", n == "yolov3-tiny" ? 5 : 2));
         try {
           const Row r = run(m);
           print_row(r, peak);
@@ -333,8 +317,8 @@ int main(int argc, char** argv) {
         }
       }
     }
-    if (!has(argc, argv, "--no-breakdown")) {
-      for (const auto& n : names) breakdown(n, int_opt(argc, argv, "--cpu-batch", 2), size, 3, f32_step_ms[n]);
+    if (!bench::has_arg(argc, argv, "--no-breakdown")) {
+      for (const auto& n : names) breakdown(n, bench::int_arg(argc, argv, "--cpu-batch", 2), size, 3, f32_step_ms[n]);
     }
   }
   if (gpu) {
@@ -352,7 +336,7 @@ int main(int argc, char** argv) {
       }
       std::printf("%-12s %-7s %-9s %5s %9s %9s %9s %9s %9s %8s %8s\n", "model", "device", "mode", "batch", "fwd img/s",
                   "step img/s", "ms/step", "fwd TF/s", "step TF/s", "MFU fwd", "MFU step");
-      const std::string gpu_modes = opt_value(argc, argv, "--gpu-modes") ? opt_value(argc, argv, "--gpu-modes") : "f32,f16";
+      const std::string gpu_modes = bench::arg_value(argc, argv, "--gpu-modes") ? bench::arg_value(argc, argv, "--gpu-modes") : "f32,f16";
       for (const auto& n : names) {
         for (const bool amp : {false, true}) {
           if (gpu_modes.find(amp ? "f16" : "f32") == std::string::npos) continue;
@@ -362,9 +346,9 @@ int main(int argc, char** argv) {
           m.device = Device::cuda(0);
           m.amp = amp;
           m.amp_dtype = DType::f16;
-          m.batch = int_opt(argc, argv, "--batch", 16);
+          m.batch = bench::int_arg(argc, argv, "--batch", 16);
           m.size = size;
-          m.steps = static_cast<int>(int_opt(argc, argv, "--steps", 20));
+          m.steps = static_cast<int>(bench::int_arg(argc, argv, "--steps", 20));
           m.warmup = 3;
           try {
             print_row(run(m), (amp ? p.f16 : p.f32) * 1e3);
