@@ -166,12 +166,7 @@ class JsonParser {
   bool start_array(size_t) { return open(Json::array()); }
   bool end_array() { return close(); }
   bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception& ex) {
-    // what(): "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
-    std::string what = ex.what();
-    const size_t col = what.find("column ");
-    const size_t colon = col == std::string::npos ? std::string::npos : what.find(": ", col);
-    if (colon != std::string::npos) what = what.substr(colon + 2);
-    error_ = "JSON parse error at byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + what;
+    error_ = json_parse_error_message(position, ex.what());
     return false;
   }
 
@@ -222,6 +217,15 @@ class JsonParser {
 Json Json::parse(const std::string& text) {
   JsonParser p;
   return p.parse(text.data(), text.data() + text.size());
+}
+
+std::string json_parse_error_message(size_t position, const std::string& what) {
+  // what: "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..."
+  std::string reason = what;
+  const size_t col = reason.find("column ");
+  const size_t colon = col == std::string::npos ? std::string::npos : reason.find(": ", col);
+  if (colon != std::string::npos) reason = reason.substr(colon + 2);
+  return "JSON parse error at byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + reason;
 }
 
 }  // namespace rg

@@ -2,6 +2,7 @@
 // through nlohmann-json (Note [JSON on nlohmann] in json.cpp). Parse errors give the byte offset.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -66,5 +67,10 @@ class Json {
   std::vector<std::pair<std::string, Json>> obj_;
   friend class JsonParser;
 };
+
+// The message of an nlohmann SAX parse error worded as Json::parse words its own: "JSON parse error
+// at byte N: <reason>" (nlohmann's what() without its "[json.exception...] ... column C: " prefix).
+// For the other SAX readers of the project (the COCO reader).
+std::string json_parse_error_message(size_t position, const std::string& what);
 
 }  // namespace rg

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "data/label_check.h"
 
 namespace fs = std::filesystem;
@@ -87,11 +88,7 @@ class CocoSax {
   bool end_object() { return close(); }
   bool end_array() { return close(); }
   bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception& ex) {
-    std::string what = ex.what();
-    const size_t col = what.find("column ");
-    const size_t colon = col == std::string::npos ? std::string::npos : what.find(": ", col);
-    if (colon != std::string::npos) what = what.substr(colon + 2);
-    error_ = "JSON parse error at byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + what;
+    error_ = json_parse_error_message(position, ex.what());
     return false;
   }
   const std::string& error() const { return error_; }

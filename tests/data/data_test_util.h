@@ -48,6 +48,11 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+// A w x h pattern_image written as a JPEG (quality 90) at `path`.
+inline void write_jpeg(const std::string& path, int64_t w, int64_t h) {
+  write_bytes(path, data::encode_jpeg(pattern_image(h, w, 3), 90));
+}
+
 // Sets a file's access and modification times to `ns` nanoseconds since the epoch.
 inline void set_mtime_ns(const std::string& path, int64_t ns) {
   struct timespec ts[2];

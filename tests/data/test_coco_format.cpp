@@ -14,13 +14,10 @@ using rg::test::contains;
 using rg::test::error_of;
 using rg::test::TempDir;
 using rg::test::write_bytes;
+using rg::test::write_jpeg;
 namespace fs = std::filesystem;
 
 namespace {
-void write_jpeg(const std::string& path, int64_t w, int64_t h) {
-  write_bytes(path, encode_jpeg(rg::test::pattern_image(h, w, 3), 90));
-}
-
 // Three images (1: 100x80, 2: 60x60, 5: missing file), categories 3, 1, 7 (unsorted), annotations
 // of every kind; segmentation and info blocks the reader must skip.
 const char* kCoco = R"({

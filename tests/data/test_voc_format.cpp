@@ -13,13 +13,10 @@ using rg::test::contains;
 using rg::test::error_of;
 using rg::test::TempDir;
 using rg::test::write_bytes;
+using rg::test::write_jpeg;
 namespace fs = std::filesystem;
 
 namespace {
-void write_jpeg(const std::string& path, int64_t w, int64_t h) {
-  write_bytes(path, encode_jpeg(rg::test::pattern_image(h, w, 3), 90));
-}
-
 std::string object(const std::string& name, int xmin, int ymin, int xmax, int ymax, int difficult = 0) {
   return "  <object>\n    <name>" + name + "</name>\n    <difficult>" + std::to_string(difficult) +
          "</difficult>\n    <bndbox>\n      <xmin>" + std::to_string(xmin) + "</xmin>\n      <ymin>" +

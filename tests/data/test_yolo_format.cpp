@@ -14,12 +14,10 @@ using rg::test::contains;
 using rg::test::error_of;
 using rg::test::TempDir;
 using rg::test::write_bytes;
+using rg::test::write_jpeg;
 namespace fs = std::filesystem;
 
 namespace {
-void write_jpeg(const std::string& path, int64_t w, int64_t h) {
-  write_bytes(path, encode_jpeg(rg::test::pattern_image(h, w, 3), 90));
-}
 }  // namespace
 
 TEST_CASE("data.yaml: path, train/val/test as folder, list and .txt; names as list or map") {
